@@ -1,0 +1,104 @@
+"""The smoke / cpu / gpu settings of every notebook, in one table.
+
+A notebook never asks "am I on a GPU?"; it asks its profile. `smoke` keeps CI to seconds
+per notebook, `cpu` is a real but small run for a laptop or Binder (2 cores, < 2 GB),
+`gpu` is the full-size run. Each notebook's row lists only the knobs it reads, e.g.
+`cfg.n_train`, `cfg.max_length`; anything not listed is an AttributeError, on purpose.
+"""
+
+from __future__ import annotations
+
+PROFILES = ("smoke", "cpu", "gpu")
+
+# notebook id -> profile -> settings. Keep each row short and readable.
+SETTINGS: dict[str, dict[str, dict]] = {
+    "00": {
+        "smoke": dict(dataset="sst2", n_train=64, n_eval=64),
+        "cpu": dict(dataset="sst2", n_train=512, n_eval=512),
+        "gpu": dict(dataset="sst2", n_train=2048, n_eval=872),
+    },
+    "01": {
+        "smoke": dict(gd_steps=30, xor_epochs=200),
+        "cpu": dict(gd_steps=60, xor_epochs=2000),
+        "gpu": dict(gd_steps=60, xor_epochs=2000),
+    },
+    "02": {
+        "smoke": dict(d_k_values=(4, 16, 64), n_samples=500),
+        "cpu": dict(d_k_values=(4, 16, 64, 256, 1024), n_samples=5000),
+        "gpu": dict(d_k_values=(4, 16, 64, 256, 1024), n_samples=20000),
+    },
+    "03": {
+        "smoke": dict(seq_lens=(64, 128, 256), repeats=2),
+        "cpu": dict(seq_lens=(128, 256, 512, 1024, 2048), repeats=5),
+        "gpu": dict(seq_lens=(256, 512, 1024, 2048, 4096, 8192), repeats=10),
+    },
+    "04": {
+        "smoke": dict(n_sentences=4, max_length=32),
+        "cpu": dict(n_sentences=16, max_length=64),
+        "gpu": dict(n_sentences=64, max_length=128),
+    },
+    "05": {
+        "smoke": dict(n_docs=300, vocab_size=512, context=64, n_layer=2, n_head=2, n_embd=64,
+                      max_steps=30, batch_size=16, eval_every=15),
+        "cpu": dict(n_docs=6000, vocab_size=4096, context=128, n_layer=4, n_head=4, n_embd=192,
+                    max_steps=1500, batch_size=32, eval_every=250),
+        "gpu": dict(n_docs=25000, vocab_size=8192, context=256, n_layer=8, n_head=8, n_embd=512,
+                    max_steps=10000, batch_size=64, eval_every=1000),
+    },
+    "06": {
+        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16,
+                      epochs=1),
+        "cpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=64, batch_size=32,
+                    epochs=2),
+        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32,
+                    epochs=3),
+    },
+    "07": {
+        "smoke": dict(dataset="imdb", n_train=256, n_eval=128, max_length=64, batch_size=16,
+                      epochs=1),
+        "cpu": dict(dataset="imdb", n_train=6000, n_eval=None, max_length=256, batch_size=16,
+                    epochs=1),
+        "gpu": dict(dataset="imdb", n_train=None, n_eval=None, max_length=512, batch_size=32,
+                    epochs=2),
+    },
+    "08": {
+        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16),
+        "cpu": dict(dataset="sst2", n_train=2000, n_eval=None, max_length=64, batch_size=32),
+        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    },
+    "09": {
+        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16),
+        "cpu": dict(dataset="sst2", n_train=2000, n_eval=None, max_length=128, batch_size=32),
+        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    },
+    "10": {
+        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16),
+        "cpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=64, batch_size=32),
+        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    },
+    "11": {
+        "smoke": dict(dataset="sst2", n_train=128, n_eval=64, max_length=32, batch_size=16),
+        "cpu": dict(dataset="sst2", n_train=2000, n_eval=512, max_length=64, batch_size=32),
+        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    },
+    "12": {
+        "smoke": dict(dataset="sst2", n_train=128, n_eval=64, max_length=32, batch_size=16),
+        "cpu": dict(dataset="sst2", n_train=2000, n_eval=None, max_length=64, batch_size=32),
+        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    },
+    "13": {"smoke": dict(), "cpu": dict(), "gpu": dict()},
+}
+
+
+def settings_for(notebook_id: str, profile: str) -> dict:
+    """The settings row of one notebook in one profile (validated)."""
+    if profile not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {profile!r}. Valid profiles: {', '.join(PROFILES)}. "
+            "Set BIGMODEL_LAB_PROFILE to one of them (or unset it to choose automatically)."
+        )
+    if notebook_id not in SETTINGS:
+        raise ValueError(
+            f"Unknown notebook id {notebook_id!r}. Known ids: {', '.join(sorted(SETTINGS))}."
+        )
+    return dict(SETTINGS[notebook_id][profile])

@@ -1,0 +1,181 @@
+"""Profile, device, seeds and the environment card that every notebook starts with."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .profiles import PROFILES, settings_for
+
+ENV_VAR = "BIGMODEL_LAB_PROFILE"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where sources (data, model) used in this process are remembered for the card and ledger.
+SOURCES: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Config:
+    """What a notebook needs to know about its run; per-notebook knobs read as attributes."""
+
+    notebook: str
+    profile: str
+    device: str
+    seed: int = 0
+    threads: int = 1
+    settings: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: expose the profile row as attributes.
+        settings = object.__getattribute__(self, "settings")
+        if name in settings:
+            return settings[name]
+        raise AttributeError(
+            f"Notebook {object.__getattribute__(self, 'notebook')} has no setting {name!r} "
+            f"in bigmodel_lab/profiles.py (it has: {', '.join(settings) or 'none'})."
+        )
+
+    @property
+    def is_smoke(self) -> bool:
+        return self.profile == "smoke"
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+
+
+def resolve_profile(value: str | None = None) -> str:
+    """The active profile: the argument, else $BIGMODEL_LAB_PROFILE, else smoke on CI,
+    gpu when CUDA is available, cpu otherwise."""
+    value = value if value is not None else os.environ.get(ENV_VAR, "")
+    value = value.strip().lower()
+    if value:
+        if value not in PROFILES:
+            raise ValueError(
+                f"Unknown profile {value!r}. Valid profiles: {', '.join(PROFILES)}. "
+                f"Fix: export {ENV_VAR}=cpu (or smoke / gpu), or unset it."
+            )
+        return value
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return "smoke"
+    return "gpu" if _cuda_available() else "cpu"
+
+
+def pick_device() -> str:
+    """CUDA, then Apple MPS, then CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded on the card and in the results ledger."""
+    return {
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "datasets": version("datasets"),
+        "bigmodel_lab": version("bigmodel-lab"),
+    }
+
+
+def environment_card(cfg: Config) -> str:
+    v = versions()
+    lines = [
+        f"bigmodel-lab | notebook {cfg.notebook} | profile {cfg.profile} | device {cfg.device} "
+        f"| {cfg.threads} CPU threads | seed {cfg.seed}",
+        f"python {v['python']} | torch {v['torch']} | transformers {v['transformers']} "
+        f"| datasets {v['datasets']}",
+    ]
+    if SOURCES:
+        lines.append(" | ".join(f"{k}: {s}" for k, s in SOURCES.items()))
+    return "\n".join(lines)
+
+
+def card(cfg: Config | None = None) -> None:
+    """Print the environment card again, now with the data and model sources used so far."""
+    print(environment_card(cfg or CURRENT["cfg"]))
+
+
+CURRENT: dict[str, Config] = {}
+
+
+def setup(notebook_id: str, profile: str | None = None, seed: int = 0, quiet: bool = False) -> Config:
+    """Start a notebook: pick the profile and device, seed everything, print the card.
+
+    Returns a frozen `Config`; the notebook's row in `profiles.SETTINGS` reads as attributes,
+    e.g. `cfg.n_train`.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    name = resolve_profile(profile)
+    settings = settings_for(notebook_id, name)
+    import torch
+
+    threads = available_cores()
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    _quiet_libraries()
+    cfg = Config(
+        notebook=notebook_id,
+        profile=name,
+        device=pick_device(),
+        seed=seed,
+        threads=threads,
+        settings=MappingProxyType(settings),
+    )
+    SOURCES.clear()
+    CURRENT["cfg"] = cfg
+    if not quiet:
+        print(environment_card(cfg))
+    return cfg
+
+
+def _quiet_libraries() -> None:
+    """Keep notebook outputs to what teaches: no hub chatter, no per-map progress bars."""
+    try:
+        import transformers
+
+        import datasets
+
+        transformers.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass

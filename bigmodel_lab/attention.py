@@ -1,0 +1,116 @@
+"""Scaled dot-product attention, written out, plus the two masks every model needs.
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
+
+Masks are boolean with **True = may attend**, the same meaning as the bool `attn_mask` of
+`torch.nn.functional.scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(T, T) bool mask, True on and below the diagonal: position i may see positions <= i."""
+    if T < 1:
+        raise ValueError(f"causal_mask needs a sequence length T >= 1, got {T}.")
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Turn a Hugging Face style (B, T) 0/1 `attention_mask` into a (B, 1, 1, T) bool mask.
+
+    The result broadcasts over heads and query positions: every query may attend to the
+    real tokens (1) of its own sequence and never to padding (0).
+    """
+    if attention_mask.dim() != 2:
+        raise ValueError(
+            "padding_mask expects the tokenizer's attention_mask of shape (batch, seq_len), "
+            f"got shape {tuple(attention_mask.shape)}."
+        )
+    return attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+
+
+def attention_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Q K^T scaled by 1/sqrt(d_k) (or `scale`): (..., T_q, d_k) x (..., T_k, d_k) -> (..., T_q, T_k)."""
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    return (q @ k.transpose(-2, -1)) * scale
+
+
+def _check_inputs(q, k, v, mask, dropout_p) -> None:
+    if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
+        raise ValueError(
+            "q, k and v need at least 2 dimensions (..., seq_len, dim); got shapes "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}."
+        )
+    if q.size(-1) != k.size(-1):
+        raise ValueError(
+            f"q and k must share their last dimension d_k: q has {q.size(-1)}, k has {k.size(-1)} "
+            f"(shapes {tuple(q.shape)} and {tuple(k.shape)})."
+        )
+    if k.size(-2) != v.size(-2):
+        raise ValueError(
+            f"k and v must have the same number of positions T_k: k has {k.size(-2)}, "
+            f"v has {v.size(-2)} (shapes {tuple(k.shape)} and {tuple(v.shape)})."
+        )
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}.")
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(
+            f"mask must be a bool tensor (True = may attend), got dtype {mask.dtype}. "
+            "Fix: pass `mask.bool()` for a 0/1 mask, or padding_mask(attention_mask) for a "
+            "tokenizer's attention_mask."
+        )
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    *,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(Q K^T / sqrt(d_k)) V, returning `(output, weights)`.
+
+    Shapes: q (..., T_q, d_k), k (..., T_k, d_k), v (..., T_k, d_v) -> output (..., T_q, d_v),
+    weights (..., T_q, T_k). Leading dimensions (batch, heads) broadcast.
+
+    `mask` is a bool tensor broadcastable to (..., T_q, T_k), True = may attend (as in
+    `torch.nn.functional.scaled_dot_product_attention`). Masked keys get exactly zero weight.
+
+    A query row whose keys are *all* masked (e.g. a padding query, or a sequence that is
+    entirely padding) gets all-zero weights and therefore an all-zero output, never NaN;
+    gradients through it are zero too. (PyTorch's own SDPA returns NaN for such rows.)
+
+    `dropout_p` > 0 drops attention weights (inverted dropout, as in training); the returned
+    weights are the ones actually applied to V, so `output == weights @ v` always holds.
+    Pass `dropout_p=0.0` at evaluation time.
+    """
+    _check_inputs(q, k, v, mask, dropout_p)
+    scores = attention_scores(q, k, scale)  # (..., T_q, T_k)
+    if mask is not None:
+        try:
+            shape = torch.broadcast_shapes(mask.shape, scores.shape)
+        except RuntimeError:
+            shape = None
+        if shape is None or shape[-2:] != scores.shape[-2:]:
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+                f"{tuple(scores.shape)} (..., T_q, T_k). A padding mask should be (B, 1, 1, T_k), "
+                "a causal mask (T_q, T_k)."
+            )
+        # A large finite negative (not -inf) keeps fully masked rows finite: their softmax is
+        # uniform, and the multiplication by the mask below then sets them to exactly zero.
+        scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)  # softmax over keys
+    if mask is not None:
+        weights = weights * mask
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p, training=True)
+    return weights @ v, weights  # (..., T_q, d_v), (..., T_q, T_k)

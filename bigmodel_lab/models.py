@@ -121,3 +121,20 @@ def check_checkpoint(path: str | os.PathLike, expected_model_type: str | None = 
                 f"expected. Load it with the matching model, or point to a {expected_model_type} "
                 "checkpoint."
             )
+
+
+def embed(model, tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 32):
+    """Mean-pooled sentence embeddings (N, hidden) from an encoder, padding ignored."""
+    import torch
+
+    base = getattr(model, "base_model", model)
+    chunks = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt").to(base.device)
+            hidden = base(input_ids=batch["input_ids"],
+                          attention_mask=batch["attention_mask"]).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            chunks.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))  # (B, hidden)
+    return torch.cat(chunks).cpu().numpy()

@@ -14,7 +14,7 @@ PROFILES = ("smoke", "cpu", "gpu")
 SETTINGS: dict[str, dict[str, dict]] = {
     "00": {
         "smoke": dict(dataset="sst2", n_train=64, n_eval=64),
-        "cpu": dict(dataset="sst2", n_train=512, n_eval=512),
+        "cpu": dict(dataset="sst2", n_train=2000, n_eval=None),
         "gpu": dict(dataset="sst2", n_train=2048, n_eval=872),
     },
     "01": {

@@ -1,0 +1,72 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import bigmodel_lab as lab
+from bigmodel_lab import profiles, runtime
+
+
+def test_profile_from_environment(monkeypatch):
+    monkeypatch.setenv("BIGMODEL_LAB_PROFILE", "gpu")
+    assert lab.resolve_profile() == "gpu"
+
+
+def test_unset_profile_means_smoke_on_ci(monkeypatch):
+    monkeypatch.delenv("BIGMODEL_LAB_PROFILE", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert lab.resolve_profile() == "smoke"
+
+
+def test_unset_profile_off_ci_follows_cuda(monkeypatch):
+    monkeypatch.delenv("BIGMODEL_LAB_PROFILE", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(runtime, "_cuda_available", lambda: True)
+    assert lab.resolve_profile() == "gpu"
+    monkeypatch.setattr(runtime, "_cuda_available", lambda: False)
+    assert lab.resolve_profile() == "cpu"
+
+
+def test_unknown_profile_names_the_valid_ones(monkeypatch):
+    monkeypatch.setenv("BIGMODEL_LAB_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="smoke, cpu, gpu"):
+        lab.setup("00", quiet=True)
+
+
+def test_unknown_notebook_id_lists_known_ids():
+    with pytest.raises(ValueError, match="Known ids: 00"):
+        lab.setup("99", profile="smoke", quiet=True)
+
+
+def test_setup_returns_frozen_config_with_profile_row():
+    cfg = lab.setup("00", profile="smoke", quiet=True)
+    assert cfg.profile == "smoke" and cfg.device in ("cpu", "cuda", "mps")
+    assert cfg.n_train == profiles.SETTINGS["00"]["smoke"]["n_train"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.profile = "gpu"
+
+
+def test_missing_setting_says_where_settings_live():
+    cfg = lab.setup("00", profile="smoke", quiet=True)
+    with pytest.raises(AttributeError, match="profiles.py"):
+        _ = cfg.learning_rate
+
+
+def test_setup_seeds_python_numpy_and_torch():
+    lab.setup("00", profile="smoke", seed=7, quiet=True)
+    a = (np.random.rand(), torch.rand(1).item())
+    lab.setup("00", profile="smoke", seed=7, quiet=True)
+    assert a == (np.random.rand(), torch.rand(1).item())
+
+
+def test_card_shows_profile_device_and_versions(capsys):
+    lab.setup("00", profile="smoke")
+    out = capsys.readouterr().out
+    for word in ("profile smoke", "device", "torch", "transformers", "datasets", "python"):
+        assert word in out
+
+
+def test_every_notebook_row_has_all_three_profiles():
+    for notebook, rows in profiles.SETTINGS.items():
+        assert set(rows) == set(profiles.PROFILES), notebook

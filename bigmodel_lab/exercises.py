@@ -1,0 +1,351 @@
+"""Self-checks for the exercises of notebooks 01-03.
+
+Each `check_*` runs the reader's function against the reference implementation and says in
+plain words what is wrong (shape mismatch, softmax over the wrong axis, missing scaling...).
+A check never raises: it prints one line and returns a `CheckResult` (truthy when passed), so
+a notebook with unfinished exercises still runs from top to bottom.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .attention import scaled_dot_product_attention
+from .basics import elongated_bowl, gradient_descent
+from .positional import sinusoidal_encoding
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return ("PASS: " if self.passed else "NOT YET: ") + self.message
+
+
+def _report(passed: bool, message: str, quiet: bool = False) -> CheckResult:
+    result = CheckResult(passed, message)
+    if not quiet:
+        print(repr(result))
+    return result
+
+
+class _Failed(Exception):
+    """Raised inside a check to stop at the first problem found."""
+
+
+def _call(fn: Callable, *args):
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise _Failed("not implemented yet: replace the `raise NotImplementedError` with your code.") from None
+    except Exception as err:  # the reader's bug, reported in words
+        raise _Failed(f"your function raised {type(err).__name__}: {err}") from None
+
+
+def _as_tensor(x, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise _Failed(f"{what} should be a torch.Tensor, got {type(x).__name__}.")
+    return x
+
+
+def _same(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> bool:
+    return a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=tol, rtol=tol)
+
+
+def _run_check(body: Callable[[], str], quiet: bool) -> CheckResult:
+    try:
+        return _report(True, body(), quiet)
+    except _Failed as failure:
+        return _report(False, str(failure), quiet)
+
+
+# --- notebook 01 -------------------------------------------------------------------------
+
+
+def check_cross_entropy(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(logits (N, C), targets (N,) int) -> mean cross-entropy, a scalar tensor."""
+
+    def body() -> str:
+        g = torch.Generator().manual_seed(1)
+        logits, targets = torch.randn(6, 4, generator=g), torch.tensor([0, 3, 1, 2, 2, 1])
+        ref = F.cross_entropy(logits, targets)
+        got = _as_tensor(_call(fn, logits, targets), "The loss")
+        if got.numel() != 1:
+            raise _Failed(f"the loss should be one number (the batch mean), got shape {tuple(got.shape)}.")
+        got = got.reshape(())
+        log_p = torch.log_softmax(logits, -1)[torch.arange(6), targets]
+        hints = [
+            (ref * len(targets), "you summed over the batch; take the mean (divide by N)."),
+            (-ref, "the sign is flipped: cross-entropy is MINUS the log-probability of the target."),
+            (-(log_p / math.log(10)).mean(), "you used log10; cross-entropy uses the natural log."),
+            (-logits[torch.arange(6), targets].mean(), "you used the raw logits: apply log-softmax first."),
+            (-log_p.exp().mean(), "you averaged probabilities, not log-probabilities: take the log."),
+        ]
+        if not _same(got, ref):
+            for value, hint in hints:
+                if _same(got, value):
+                    raise _Failed(hint)
+            raise _Failed(f"got {got.item():.4f}, expected {ref.item():.4f}.")
+        big = logits * 100
+        got_big = _as_tensor(_call(fn, big, targets), "The loss").reshape(())
+        if not torch.isfinite(got_big) or not _same(got_big, F.cross_entropy(big, targets), 1e-3):
+            raise _Failed(
+                "correct on small logits but wrong or inf/NaN on large ones: compute log-softmax "
+                "stably (subtract the max, or use torch.logsumexp)."
+            )
+        return "matches torch.nn.functional.cross_entropy, also on large logits."
+
+    return _run_check(body, quiet)
+
+
+def check_linear_backward(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(x (N, d_in), W (d_in, d_out), b (d_out,), grad_out (N, d_out)) -> (dx, dW, db)
+    for y = x W + b, given grad_out = dL/dy."""
+
+    def body() -> str:
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        W = torch.randn(3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+        grad_out = torch.randn(5, 2, generator=g, dtype=torch.float64)
+        ref = torch.autograd.grad(x @ W + b, (x, W, b), grad_out)
+        out = _call(fn, x.detach(), W.detach(), b.detach(), grad_out)
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise _Failed("return three tensors: (dx, dW, db).")
+        for name, got, want, hint in zip(
+            ("dx", "dW", "db"),
+            out,
+            ref,
+            ("dL/dx = grad_out @ W.T", "dL/dW = x.T @ grad_out", "dL/db = grad_out summed over the batch"),
+        ):
+            got = _as_tensor(got, name).detach()
+            if got.shape != want.shape:
+                raise _Failed(
+                    f"{name} has shape {tuple(got.shape)} but must match its variable, "
+                    f"{tuple(want.shape)}. Hint: {hint}."
+                )
+            if not _same(got, want):
+                raise _Failed(f"{name} has the right shape but wrong values. Hint: {hint}.")
+        return "dx, dW and db all match autograd."
+
+    return _run_check(body, quiet)
+
+
+def check_critical_learning_rate(lr: float, quiet: bool = False) -> CheckResult:
+    """The largest learning rate for which gradient descent on `elongated_bowl` converges,
+    to within 5 %."""
+
+    def body() -> str:
+        if not isinstance(lr, (int, float)) or lr <= 0:
+            raise _Failed(f"give a positive number, got {lr!r}.")
+
+        def converges(rate: float) -> bool:
+            path = gradient_descent(elongated_bowl, (2.0, 1.0), lr=rate, steps=400)
+            return bool(elongated_bowl(path[-1]) < elongated_bowl(path[0]) * 1e-3)
+
+        if not converges(lr * 0.98):
+            raise _Failed(f"at lr = {lr} gradient descent does not converge: the critical value is smaller.")
+        if converges(lr * 1.05):
+            raise _Failed(f"lr = {lr} converges, but so does a 5 % larger one: the edge is higher.")
+        return (
+            f"{lr} is at the edge. On a quadratic with curvature c, a step multiplies the "
+            "error by |1 - lr c|, so the steepest direction (c = 10) diverges once lr > 2 / 10."
+        )
+
+    return _run_check(body, quiet)
+
+
+# --- notebook 02 -------------------------------------------------------------------------
+
+
+def check_softmax(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(scores (..., T_q, T_k)) -> attention weights, softmax over the last axis (keys)."""
+
+    def body() -> str:
+        g = torch.Generator().manual_seed(3)
+        x = torch.randn(2, 3, 5, generator=g)
+        ref = torch.softmax(x, -1)
+        got = _as_tensor(_call(fn, x), "The result")
+        if got.shape != ref.shape:
+            raise _Failed(f"shape mismatch: got {tuple(got.shape)}, expected {tuple(ref.shape)} (same as the input).")
+        if not _same(got, ref):
+            for dim in (0, 1):
+                if _same(got, torch.softmax(x, dim)):
+                    raise _Failed(
+                        f"softmax over the wrong axis (dim={dim}): attention normalises over the "
+                        "keys, the LAST axis (dim=-1), so each query's weights sum to 1."
+                    )
+            if _same(got, torch.exp(x)):
+                raise _Failed("you exponentiated but did not divide by the row sum.")
+            raise _Failed("values differ from torch.softmax(x, dim=-1); check that each row sums to 1.")
+        big = x * 1000
+        got_big = _as_tensor(_call(fn, big), "The result")
+        if not torch.isfinite(got_big).all():
+            raise _Failed(
+                "inf/NaN on large scores: exp overflows. Subtract each row's max before exp "
+                "(it cancels in the ratio, so the result is unchanged)."
+            )
+        if not _same(got_big, torch.softmax(big, -1), 1e-4):
+            raise _Failed("wrong on large scores; subtract the row max before exp.")
+        return "softmax over the keys, numerically stable."
+
+    return _run_check(body, quiet)
+
+
+def check_attention(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(q (B, T_q, d_k), k (B, T_k, d_k), v (B, T_k, d_v)) -> output (B, T_q, d_v)
+    (or a tuple whose first item is the output)."""
+
+    def body() -> str:
+        g = torch.Generator().manual_seed(4)
+        B, T_q, T_k, d_k, d_v = 2, 3, 5, 16, 6
+        q, k, v = (torch.randn(B, t, d, generator=g) for t, d in ((T_q, d_k), (T_k, d_k), (T_k, d_v)))
+        ref, _ = scaled_dot_product_attention(q, k, v)
+        out = _call(fn, q, k, v)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        got = _as_tensor(out, "The output")
+        if got.shape == (B, T_q, T_k):
+            raise _Failed(
+                f"you returned the weights, shape (B, T_q, T_k) = {tuple(got.shape)}: multiply "
+                "them by v to get the output (B, T_q, d_v)."
+            )
+        if got.shape != ref.shape:
+            raise _Failed(
+                f"shape mismatch: got {tuple(got.shape)}, expected (B, T_q, d_v) = {tuple(ref.shape)}. "
+                "Scores are q @ k.transpose(-2, -1): (B, T_q, T_k); weights @ v gives (B, T_q, d_v)."
+            )
+        if _same(got, ref):
+            return "matches softmax(q k^T / sqrt(d_k)) v."
+        scores = q @ k.transpose(-2, -1)
+        hints = [
+            (torch.softmax(scores, -1) @ v, "missing scaling: divide the scores by sqrt(d_k) before the softmax."),
+            (torch.softmax(scores / d_k, -1) @ v, "you divided by d_k; divide by sqrt(d_k)."),
+            (torch.softmax(scores * math.sqrt(d_k), -1) @ v, "you multiplied by sqrt(d_k); divide instead."),
+            (torch.softmax(scores / math.sqrt(d_k), 1) @ v,
+             "softmax over the wrong axis: normalise over the keys (dim=-1), not the queries."),
+        ]
+        for value, hint in hints:
+            if _same(got, value):
+                raise _Failed(hint)
+        raise _Failed("right shape, wrong values: compare each step with the notebook's worked example.")
+
+    return _run_check(body, quiet)
+
+
+def check_causal_mask(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(T) -> (T, T) bool mask, True = may attend: position i sees positions 0..i."""
+
+    def body() -> str:
+        T = 5
+        ref = torch.ones(T, T, dtype=torch.bool).tril()
+        got = _as_tensor(_call(fn, T), "The mask")
+        if got.shape != (T, T):
+            raise _Failed(f"shape mismatch: got {tuple(got.shape)}, expected (T, T) = ({T}, {T}).")
+        if got.dtype != torch.bool:
+            raise _Failed(f"the mask must be bool (True = may attend), got {got.dtype}; use .bool() or a comparison.")
+        if torch.equal(got, ref):
+            return "lower-triangular: each position sees itself and the past."
+        if torch.equal(got, ~ref):
+            raise _Failed("inverted: True should mark the positions a query MAY attend to (the past), not the future.")
+        if torch.equal(got, ref.T):
+            raise _Failed("upper-triangular: that lets each token see the future. Use tril, not triu.")
+        if torch.equal(got, ref & ~torch.eye(T, dtype=torch.bool)):
+            raise _Failed("the diagonal is False: a token must be allowed to attend to itself (else row 0 sees nothing).")
+        raise _Failed("not lower-triangular: row i should be True for columns 0..i and False after.")
+
+    return _run_check(body, quiet)
+
+
+# --- notebook 03 -------------------------------------------------------------------------
+
+
+def check_sinusoidal(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(n_positions, d_model) -> (n_positions, d_model) sinusoidal table, sin on even
+    dimensions and cos on odd ones."""
+
+    def body() -> str:
+        n, d = 12, 8
+        ref = sinusoidal_encoding(n, d)
+        got = _as_tensor(_call(fn, n, d), "The table")
+        if got.shape != ref.shape:
+            raise _Failed(f"shape mismatch: got {tuple(got.shape)}, expected (n_positions, d_model) = {tuple(ref.shape)}.")
+        if _same(got, ref, 1e-4):
+            return "matches PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...)."
+        pos = torch.arange(n, dtype=torch.float64)[:, None]
+        i = torch.arange(d // 2, dtype=torch.float64)
+        ang = pos / 10000 ** (2 * i / d)
+        swapped = torch.stack([ang.cos(), ang.sin()], -1).reshape(n, d)
+        halves = torch.cat([ang.sin(), ang.cos()], -1)
+        ang_i = pos / 10000 ** (i / d)
+        one_i = torch.stack([ang_i.sin(), ang_i.cos()], -1).reshape(n, d)
+        for value, hint in (
+            (swapped, "sin and cos are swapped: sin goes on the even dimensions (0, 2, ...)."),
+            (halves, "you put all sines first and all cosines second; interleave them (sin at 2i, cos at 2i+1)."),
+            (one_i, "the exponent should be 2i / d_model (i counts the sin/cos pairs), not i / d_model."),
+        ):
+            if _same(got, value.float(), 1e-4):
+                raise _Failed(hint)
+        raise _Failed("values differ: check PE[p, 2i] = sin(p / 10000^(2i/d_model)).")
+
+    return _run_check(body, quiet)
+
+
+def check_split_heads(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(x (B, T, C), num_heads) -> (B, num_heads, T, C // num_heads): head h holds
+    channels h*hs .. (h+1)*hs of every position."""
+
+    def body() -> str:
+        B, T, C, H = 2, 4, 6, 3
+        x = torch.arange(B * T * C, dtype=torch.float32).reshape(B, T, C)
+        ref = x.view(B, T, H, C // H).transpose(1, 2)
+        got = _as_tensor(_call(fn, x, H), "The result")
+        if got.shape == (B, T, H, C // H):
+            raise _Failed(f"shape {tuple(got.shape)} is (B, T, H, hs): transpose(1, 2) to put heads before time.")
+        if got.shape != ref.shape:
+            raise _Failed(f"shape mismatch: got {tuple(got.shape)}, expected (B, H, T, hs) = {tuple(ref.shape)}.")
+        if torch.equal(got, ref):
+            return "each head gets its own slice of channels, for every position."
+        if torch.equal(got, x.reshape(B, H, T, C // H)):
+            raise _Failed(
+                "right shape, wrong layout: reshaping straight to (B, H, T, hs) mixes positions into "
+                "heads. Reshape to (B, T, H, hs) first, then transpose(1, 2)."
+            )
+        raise _Failed("right shape, wrong values: head h should hold channels h*hs..(h+1)*hs of each position.")
+
+    return _run_check(body, quiet)
+
+
+def check_mha_param_count(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(d_model, num_heads) -> number of parameters of one multi-head attention layer with
+    biases (the same as torch.nn.MultiheadAttention)."""
+
+    def body() -> str:
+        cases = [(64, 4), (384, 12), (30, 5)]
+        for d, h in cases:
+            mha = torch.nn.MultiheadAttention(d, h)
+            want = sum(p.numel() for p in mha.parameters())
+            got = _call(fn, d, h)
+            if not isinstance(got, int):
+                raise _Failed(f"return an int, got {type(got).__name__}.")
+            if got == want:
+                continue
+            hints = {
+                4 * d * d: "you forgot the biases: each of the 4 projections has d_model of them.",
+                3 * d * d + 3 * d: "you forgot the output projection W_O (d_model x d_model + bias).",
+                h * (4 * d * d + 4 * d): "the head count does not multiply the parameters: the heads split d_model.",
+                4 * d * d // h + 4 * d: "the heads share the projections' d_model x d_model weights; do not divide by the head count.",
+            }
+            raise _Failed(hints.get(got, f"for d_model={d}, num_heads={h} got {got}, expected {want}."))
+        return "4 d^2 + 4 d: independent of the number of heads."
+
+    return _run_check(body, quiet)

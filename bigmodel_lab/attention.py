@@ -114,3 +114,70 @@ def scaled_dot_product_attention(
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p, training=True)
     return weights @ v, weights  # (..., T_q, d_v), (..., T_q, T_k)
+
+
+# --- experiments used by notebooks 02 and 03 ---------------------------------------------
+
+
+def scaling_experiment(d_k_values, n_samples: int = 2000, n_keys: int = 16, seed: int = 0):
+    """Why divide by sqrt(d_k): for random unit-variance q and k, measure per d_k the variance
+    of q.k, and how saturated the softmax over `n_keys` keys is, with and without scaling.
+
+    Saturation = mean of the largest weight per row (1/n_keys is uniform, 1.0 is one-hot);
+    `grad_norm` = mean Frobenius norm of the softmax Jacobian, which shrinks to 0 as the
+    softmax saturates (the vanishing gradient). Returns a pandas DataFrame, one row per d_k.
+    """
+    import pandas as pd
+
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for d_k in d_k_values:
+        q = torch.randn(n_samples, 1, d_k, generator=g)
+        k = torch.randn(n_samples, n_keys, d_k, generator=g)
+        dots = (q @ k.transpose(-2, -1)).squeeze(1)  # (n, n_keys)
+        row = {"d_k": d_k, "var_unscaled": dots.var().item(), "var_scaled": (dots / math.sqrt(d_k)).var().item()}
+        for name, s in (("unscaled", dots), ("scaled", dots / math.sqrt(d_k))):
+            p = torch.softmax(s, -1)
+            jac = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # d softmax / d scores
+            row[f"max_weight_{name}"] = p.amax(-1).mean().item()
+            row[f"grad_norm_{name}"] = jac.flatten(1).norm(dim=-1).mean().item()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("d_k")
+
+
+def attention_cost(seq_lens, d_model: int = 256, num_heads: int = 4, repeats: int = 3,
+                   device: str = "cpu", seed: int = 0):
+    """Time one self-attention call (this module's, which materialises the T x T weights) and
+    torch's fused SDPA, for each sequence length. Returns a pandas DataFrame with the median
+    milliseconds of each and the size in MB of the attention-weight tensor actually produced.
+    """
+    import time
+
+    import pandas as pd
+
+    g = torch.Generator().manual_seed(seed)
+    hs = d_model // num_heads
+    rows = []
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2] * 1e3
+
+    for T in seq_lens:
+        q, k, v = (torch.randn(1, num_heads, T, hs, generator=g).to(device) for _ in range(3))
+        with torch.no_grad():
+            _, weights = scaled_dot_product_attention(q, k, v)  # warm-up, and the real tensor
+            weights_mb = weights.numel() * weights.element_size() / 2**20
+            del weights
+            ms_lab = timed(lambda q=q, k=k, v=v: scaled_dot_product_attention(q, k, v))
+            ms_fused = timed(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v))
+        rows.append({"seq_len": T, "ms_lab": ms_lab, "ms_fused": ms_fused, "weights_mb": weights_mb})
+    return pd.DataFrame(rows).set_index("seq_len")

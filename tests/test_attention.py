@@ -150,3 +150,21 @@ def test_bad_dropout_is_reported():
     x = torch.randn(3, 4)
     with pytest.raises(ValueError, match="dropout_p"):
         scaled_dot_product_attention(x, x, x, dropout_p=1.0)
+
+
+def test_scaling_experiment_shows_variance_d_k_and_saturation():
+    from bigmodel_lab.attention import scaling_experiment
+
+    df = scaling_experiment((4, 256), n_samples=400)
+    assert df.loc[256, "var_unscaled"] == pytest.approx(256, rel=0.15)
+    assert df.loc[256, "var_scaled"] == pytest.approx(1, rel=0.15)
+    assert df.loc[256, "max_weight_unscaled"] > 0.8 > df.loc[256, "max_weight_scaled"]
+    assert df.loc[256, "grad_norm_unscaled"] < df.loc[256, "grad_norm_scaled"]
+
+
+def test_attention_cost_reports_quadratic_weight_memory():
+    from bigmodel_lab.attention import attention_cost
+
+    df = attention_cost((16, 32), d_model=16, num_heads=2, repeats=1)
+    assert df.loc[32, "weights_mb"] == pytest.approx(4 * df.loc[16, "weights_mb"])
+    assert (df[["ms_lab", "ms_fused"]] > 0).all().all()

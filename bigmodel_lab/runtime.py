@@ -170,9 +170,8 @@ def setup(notebook_id: str, profile: str | None = None, seed: int = 0, quiet: bo
 def _quiet_libraries() -> None:
     """Keep notebook outputs to what teaches: no hub chatter, no per-map progress bars."""
     try:
-        import transformers
-
         import datasets
+        import transformers
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()

@@ -1,0 +1,265 @@
+"""The results dashboard: this book's ledger beside the published anchors, nothing else.
+
+Every figure shown comes from `results/ledger.jsonl` (what this book's notebooks measured)
+or from `bigmodel_lab.results.ANCHORS` (published figures with citations). Nothing is typed
+in here; when the ledger is empty the dashboard says which notebooks fill it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .results import anchors, read_ledger
+from .runtime import REPO_ROOT
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+BUILD = REPO_ROOT / "build"
+TASK_NAMES = {"sst2": "SST-2", "imdb": "IMDb", "rotten_tomatoes": "Rotten Tomatoes"}
+
+
+def notebooks_that_record(folder: str | Path = NOTEBOOKS) -> list[str]:
+    """Notebook file names whose code calls `results.record(...)`, i.e. that fill the ledger."""
+    found = []
+    for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        code = "\n".join("".join(c.get("source", "")) for c in nb.get("cells", [])
+                         if c.get("cell_type") == "code")
+        if re.search(r"\brecord\(", code):
+            found.append(path.name)
+    return found
+
+
+def empty_message(folder: str | Path = NOTEBOOKS) -> str:
+    """What to run when the ledger holds nothing."""
+    names = notebooks_that_record(folder)
+    which = ", ".join(names) if names else "the fine-tuning and compression notebooks (06-11)"
+    return ("The results ledger is empty: nothing has been measured yet. Run "
+            f"{which} in the cpu or gpu profile (smoke runs are not recorded), e.g. "
+            "`BIGMODEL_LAB_PROFILE=cpu make book`, then re-run this notebook.")
+
+
+def load(path: str | Path | None = None) -> pd.DataFrame:
+    """The ledger, one row per run, with a `benchmark` column: True only for hub data."""
+    frame = read_ledger(path)
+    if frame.empty:
+        return frame
+    frame["benchmark"] = ~frame["data_source"].astype(str).str.contains(
+        "offline|stand-in", case=False, regex=True)
+    return frame
+
+
+def _metric(frame: pd.DataFrame, name: str) -> pd.Series:
+    column = f"metrics.{name}"
+    return frame[column] if column in frame else pd.Series(np.nan, index=frame.index)
+
+
+def task_table(ledger: pd.DataFrame, task: str) -> pd.DataFrame:
+    """This book's accuracy on `task` (latest run per notebook, model, profile and data source)
+    above the published anchors for the same task."""
+    rows = []
+    if not ledger.empty and "task" in ledger:
+        ours = ledger[(ledger["task"] == task) & _metric(ledger, "accuracy").notna()]
+        ours = ours.sort_values("time").groupby(
+            ["notebook", "model", "profile", "data_source"], as_index=False).tail(1)
+        for _, r in ours.iterrows():
+            rows.append(dict(source="this book", model=r["model"], notebook=r["notebook"],
+                             profile=r["profile"], data=r["data_source"],
+                             benchmark=bool(r["benchmark"]),
+                             accuracy=r["metrics.accuracy"], reference=r["time"][:10]))
+    for _, a in anchors(task).iterrows():
+        rows.append(dict(source="published", model=a["model"], notebook="", profile="",
+                         data=a["split"], benchmark=True, accuracy=a["value"],
+                         reference=a["citation"]))
+    return pd.DataFrame(rows, columns=["source", "model", "notebook", "profile", "data",
+                                       "benchmark", "accuracy", "reference"])
+
+
+def tasks(ledger: pd.DataFrame) -> list[str]:
+    """Tasks with a result in the ledger, then those with anchors only."""
+    seen = list(dict.fromkeys(ledger["task"])) if "task" in ledger else []
+    return seen + [t for t in anchors()["task"].unique() if t not in seen]
+
+
+def plot_task(ledger: pd.DataFrame, task: str, ax=None):
+    """Accuracy of every row of `task_table`: this book's runs coloured by profile (hollow when
+    the data is an offline stand-in, not the benchmark), published figures in grey."""
+    import matplotlib.pyplot as plt
+
+    table = task_table(ledger, task).iloc[::-1].reset_index(drop=True)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.2))
+    colours = {"smoke": "tab:gray", "cpu": "tab:blue", "gpu": "tab:orange", "": "0.5"}
+    for i, r in table.iterrows():
+        colour = colours.get(r["profile"], "tab:purple")
+        filled = r["benchmark"]
+        ax.plot(r["accuracy"], i, "o", ms=8, color=colour,
+                markerfacecolor=colour if filled else "white")
+    labels = [f"{r['model']}" + (f" ({r['profile']}, nb {r['notebook']})" if r["notebook"]
+                                 else " (published)") for _, r in table.iterrows()]
+    ax.set_yticks(range(len(table)), labels, fontsize=8)
+    ax.set_xlabel("accuracy")
+    title = f"{TASK_NAMES.get(task, task)}: this book vs published"
+    if not (table["source"] == "this book").any():
+        title += " (no run recorded yet)"
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+# ------------------------------------------------------------------- compression Pareto front
+def _first_column(frame: pd.DataFrame, patterns: tuple[str, ...]) -> str | None:
+    for pattern in patterns:
+        for column in frame.columns:
+            if re.fullmatch(pattern, column) and frame[column].notna().any():
+                return column
+    return None
+
+
+LATENCY_COLUMNS = (r"metrics\.latency_ms", r"metrics\.latency_median_ms",
+                   r"metrics\.median_ms", r"(metrics|extra)\..*latency.*_ms")
+SIZE_COLUMNS = (r"metrics\.size_mb", r"(metrics|extra)\..*size_mb")
+
+
+def variants(ledger: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str | None]]:
+    """Runs that have accuracy and latency (the compression variants and inference engines),
+    with the ledger columns used for each axis."""
+    if ledger.empty:
+        return pd.DataFrame(), {"latency": None, "size": None}
+    latency = _first_column(ledger, LATENCY_COLUMNS)
+    size = _first_column(ledger, SIZE_COLUMNS)
+    if latency is None:
+        return pd.DataFrame(), {"latency": None, "size": size}
+    frame = ledger[_metric(ledger, "accuracy").notna() & ledger[latency].notna()].copy()
+    frame["accuracy"] = frame["metrics.accuracy"]
+    frame["latency_ms"] = frame[latency]
+    frame["size_mb"] = frame[size] if size else np.nan
+    keep = ["notebook", "task", "model", "profile", "device", "data_source", "accuracy",
+            "latency_ms", "size_mb", "time"]
+    frame = frame.sort_values("time").groupby(["task", "model", "profile", "device"],
+                                              as_index=False).tail(1)
+    return frame[keep].reset_index(drop=True), {"latency": latency, "size": size}
+
+
+def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Boolean mask of the points no other point beats: none is both at least as fast and at
+    least as accurate, and strictly better in one of the two."""
+    latency, accuracy = np.asarray(latency, float), np.asarray(accuracy, float)
+    keep = np.ones(len(latency), dtype=bool)
+    for i in range(len(latency)):
+        better = ((latency <= latency[i]) & (accuracy >= accuracy[i])
+                  & ((latency < latency[i]) | (accuracy > accuracy[i])))
+        keep[i] = not better.any()
+    return keep
+
+
+def plot_pareto(frame: pd.DataFrame, ax=None):
+    """Accuracy against latency of each variant (one task, profile and device at a time, since
+    latencies are only comparable on one machine), front marked, size as point area."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    front = pareto_front(frame["latency_ms"], frame["accuracy"])
+    sizes = frame["size_mb"].fillna(frame["size_mb"].median() if frame["size_mb"].notna().any()
+                                    else 50).to_numpy()
+    ax.scatter(frame["latency_ms"], frame["accuracy"], s=20 + 2 * sizes, alpha=0.6,
+               c=np.where(front, "tab:red", "tab:blue"))
+    order = np.argsort(frame["latency_ms"].to_numpy()[front])
+    ax.plot(frame["latency_ms"].to_numpy()[front][order],
+            frame["accuracy"].to_numpy()[front][order], "r--", lw=1, label="Pareto front")
+    for _, r in frame.iterrows():
+        ax.annotate(str(r["model"]), (r["latency_ms"], r["accuracy"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("latency per batch (ms)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{int(front.sum())} of {len(frame)} variants are on the Pareto front")
+    ax.legend(loc="lower right")
+    return ax
+
+
+# ------------------------------------------------------------------- run costs
+def run_costs(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Training time and peak memory of every recorded run that logged them."""
+    if ledger.empty:
+        return pd.DataFrame(columns=["notebook", "model", "task", "profile", "device",
+                                     "train_seconds", "peak_memory_mb"])
+    cols = ["notebook", "model", "task", "profile", "device", "train_seconds", "peak_memory_mb"]
+    frame = ledger[[c for c in cols if c in ledger]].copy()
+    has = frame[[c for c in ("train_seconds", "peak_memory_mb") if c in frame]].notna().any(axis=1)
+    return frame[has].sort_values(["notebook", "model"]).reset_index(drop=True)
+
+
+def summary(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Runs per notebook and profile, with the date of the latest."""
+    if ledger.empty:
+        return pd.DataFrame(columns=["notebook", "profile", "runs", "latest"])
+    return (ledger.groupby(["notebook", "profile"]).agg(runs=("time", "size"),
+                                                        latest=("time", "max"))
+            .reset_index())
+
+
+# ------------------------------------------------------------------- standalone HTML report
+def _figure_html(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="",
+                         border=0, classes="table")
+
+
+def export_html(ledger: pd.DataFrame, path: str | Path | None = None,
+                notebooks: str | Path = NOTEBOOKS) -> Path:
+    """Write a standalone HTML report (tables and embedded figures) and return its path
+    (default build/results_dashboard.html)."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path) if path else BUILD / "results_dashboard.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = ["<h1>bigmodel-lab results</h1>",
+             f"<p>Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from "
+             "results/ledger.jsonl and the published anchors in bigmodel_lab/results.py. "
+             "Hollow markers: offline stand-in data, not the benchmark.</p>"]
+    if ledger.empty:
+        parts.append(f"<p><b>{html.escape(empty_message(notebooks))}</b></p>")
+    else:
+        parts += ["<h2>Runs</h2>", _table_html(summary(ledger))]
+    for task in tasks(ledger):
+        parts.append(f"<h2>{html.escape(TASK_NAMES.get(task, task))}</h2>")
+        parts.append(_table_html(task_table(ledger, task)))
+        ax = plot_task(ledger, task)
+        parts.append(_figure_html(ax.figure))
+        plt.close(ax.figure)
+    frame, used = variants(ledger)
+    if not frame.empty:
+        parts.append("<h2>Compression and inference variants</h2>")
+        parts.append(f"<p>Latency column: {used['latency']}; size column: {used['size']}.</p>")
+        for (task, profile, device), group in frame.groupby(["task", "profile", "device"]):
+            parts.append(f"<h3>{html.escape(str(task))}, {profile} profile, {device}</h3>")
+            parts.append(_table_html(group.drop(columns=["time"])))
+            if len(group) > 1:
+                ax = plot_pareto(group)
+                parts.append(_figure_html(ax.figure))
+                plt.close(ax.figure)
+    costs = run_costs(ledger)
+    if not costs.empty:
+        parts += ["<h2>Run costs</h2>", _table_html(costs)]
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto} "
+             ".table{border-collapse:collapse;font-size:90%} "
+             ".table td,.table th{padding:2px 8px;border-bottom:1px solid #ddd}")
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>bigmodel-lab "
+                    f"results</title><style>{style}</style></head><body>{''.join(parts)}"
+                    "</body></html>", encoding="utf-8")
+    return path

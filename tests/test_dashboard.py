@@ -1,0 +1,82 @@
+"""The dashboard shows the ledger beside the anchors, and nothing that is in neither."""
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bigmodel_lab import dashboard, results
+from bigmodel_lab.runtime import Config
+
+
+def record(notebook, model, accuracy, profile="cpu", task="sst2", data="offline stand-in",
+           **metrics):
+    cfg = Config(notebook=notebook, profile=profile, device="cpu")
+    results.record(cfg, task=task, model=model, metrics={"accuracy": accuracy, **metrics},
+                   data_source=data, train_seconds=12.5, peak_memory_mb=900.0)
+
+
+def test_empty_ledger_names_the_notebooks_to_run(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": ["lab.results.record(cfg, task='sst2')"]}]}
+    (tmp_path / "06_finetuning.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "02_attention.ipynb").write_text(json.dumps({"cells": []}))
+    ledger = dashboard.load()
+    assert ledger.empty
+    message = dashboard.empty_message(tmp_path)
+    assert "06_finetuning.ipynb" in message and "02_attention" not in message
+    page = dashboard.export_html(ledger, tmp_path / "report.html", notebooks=tmp_path)
+    assert "06_finetuning.ipynb" in page.read_text()
+
+
+def test_task_table_puts_latest_run_beside_anchors_and_marks_stand_ins():
+    record("06", "MiniLM", 0.80)
+    record("06", "MiniLM", 0.83)  # rerun: only the latest is shown
+    record("06", "MiniLM", 0.91, profile="gpu", data="nyu-mll/glue/sst2 from the hub")
+    table = dashboard.task_table(dashboard.load(), "sst2")
+    ours = table[table["source"] == "this book"].set_index("profile")
+    assert ours.loc["cpu", "accuracy"] == 0.83 and not ours.loc["cpu", "benchmark"]
+    assert ours.loc["gpu", "benchmark"]
+    published = table[table["source"] == "published"]
+    assert len(published) == len(results.anchors("sst2"))
+
+
+def test_every_accuracy_shown_comes_from_the_ledger_or_the_anchors():
+    record("06", "MiniLM", 0.8123)
+    record("07", "TF-IDF + LR", 0.8811, task="imdb")
+    ledger = dashboard.load()
+    allowed = set(ledger["metrics.accuracy"]) | set(results.anchors()["value"])
+    for task in dashboard.tasks(ledger):
+        assert set(dashboard.task_table(ledger, task)["accuracy"]) <= allowed
+
+
+def test_variants_use_latency_and_size_columns_and_report_which():
+    record("09", "fp32", 0.85, latency_ms=40.0, size_mb=90.0)
+    record("09", "int8", 0.845, latency_ms=15.0, size_mb=25.0)
+    record("06", "no latency", 0.86)
+    frame, used = dashboard.variants(dashboard.load())
+    assert used == {"latency": "metrics.latency_ms", "size": "metrics.size_mb"}
+    assert sorted(frame["model"]) == ["fp32", "int8"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(1, 100), st.floats(0, 1)), min_size=1, max_size=12))
+def test_pareto_front_points_are_undominated_and_the_rest_dominated(points):
+    latency, accuracy = map(np.array, zip(*points))
+    front = dashboard.pareto_front(latency, accuracy)
+    assert front.any()
+    for i in range(len(points)):
+        dominated = ((latency <= latency[i]) & (accuracy >= accuracy[i])
+                     & ((latency < latency[i]) | (accuracy > accuracy[i])))
+        assert front[i] == (not dominated.any())
+
+
+def test_export_html_is_standalone_with_tables_figures_and_costs(tmp_path):
+    record("09", "fp32", 0.85, latency_ms=40.0, size_mb=90.0)
+    record("09", "int8", 0.845, latency_ms=15.0, size_mb=25.0)
+    page = dashboard.export_html(dashboard.load(), tmp_path / "build" / "report.html")
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") >= 2  # task plots + the Pareto plot
+    assert "Compression and inference variants" in text and "metrics.latency_ms" in text
+    assert "0.845" in text and "Run costs" in text and "Sanh et al. 2019" in text
+    assert "<script" not in text and "<link" not in text  # nothing fetched when opened

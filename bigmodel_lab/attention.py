@@ -86,7 +86,8 @@ def scaled_dot_product_attention(
 
     A query row whose keys are *all* masked (e.g. a padding query, or a sequence that is
     entirely padding) gets all-zero weights and therefore an all-zero output, never NaN;
-    gradients through it are zero too. (PyTorch's own SDPA returns NaN for such rows.)
+    gradients through it are zero too. (Recent PyTorch SDPA also gives zeros; older releases
+    returned NaN for such rows.)
 
     `dropout_p` > 0 drops attention weights (inverted dropout, as in training); the returned
     weights are the ones actually applied to V, so `output == weights @ v` always holds.

@@ -1,0 +1,187 @@
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+import bigmodel_lab.finetune as ft
+from bigmodel_lab.data import load_sentiment
+from bigmodel_lab.models import packaged_model_path
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(packaged_model_path(), local_files_only=True)
+
+
+def tiny_bert(tokenizer, seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                        num_labels=2)
+    return BertForSequenceClassification(config)
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    return load_sentiment("sst2", n_train=48, n_eval=24, offline=True)
+
+
+def test_collate_pads_each_batch_to_its_longest_row():
+    batch = ft.collate([{"input_ids": [1, 2, 3], "label": 1}, {"input_ids": [4], "label": 0}])
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_length_grouping_visits_every_example_once_with_less_padding():
+    lengths = np.random.default_rng(0).integers(1, 100, size=1000)
+    torch.manual_seed(0)
+    grouped = list(ft.LengthGroupedBatchSampler(lengths, 16, mega=10))
+    plain = list(ft.LengthGroupedBatchSampler(lengths, 16, group_by_length=False))
+    assert sorted(i for b in grouped for i in b) == list(range(1000))
+    assert len(grouped) == len(ft.LengthGroupedBatchSampler(lengths, 16))
+
+    def padding(batches):
+        return sum(max(lengths[b]) * len(b) - lengths[b].sum() for b in batches)
+
+    assert padding(grouped) < 0.2 * padding(plain)
+
+
+def test_ddp_ranks_split_the_same_global_batches():
+    lengths = np.arange(50) % 7 + 1
+    torch.manual_seed(3)
+    single = list(ft.LengthGroupedBatchSampler(lengths, 8))
+    ranks = []
+    for rank in range(2):
+        torch.manual_seed(3)
+        ranks.append(list(ft.LengthGroupedBatchSampler(lengths, 8, rank=rank, world_size=2)))
+    assert len(ranks[0]) == len(ranks[1]) == len(ft.LengthGroupedBatchSampler(lengths, 8, world_size=2))
+    for b, r0, r1 in zip(single, *ranks):
+        assert sorted(r0 + r1) == sorted(b)
+
+
+def test_global_batch_must_divide_over_processes():
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        ft.LengthGroupedBatchSampler([1, 2, 3], 5, world_size=2)
+
+
+def test_non_text_values_say_how_to_fix(tokenizer):
+    model = tiny_bert(tokenizer)
+    with pytest.raises(TypeError, match=r"position 1 is float .*str\(t\)"):
+        ft.predict_proba(model, tokenizer, ["fine", float("nan")])
+    with pytest.raises(TypeError, match=r"\[text\]"):
+        ft.predict_proba(model, tokenizer, "a single string")
+
+
+def test_labels_outside_zero_one_say_how_to_fix(tokenizer, sentences):
+    bad = sentences["test"].cast_column("label", sentences["test"].features["label"].__class__(
+        names=["a", "b", "c"])).map(lambda r, i: {"label": 2 if i == 0 else r["label"]},
+                                    with_indices=True)
+    with pytest.raises(ValueError, match="0 \\(negative\\) or 1 \\(positive\\).*Map them"):
+        ft.evaluate(tiny_bert(tokenizer), tokenizer, bad)
+
+
+def test_empty_and_very_long_texts_are_classified(tokenizer):
+    model = tiny_bert(tokenizer)
+    texts = ["", "a fine film", "boring " * 5000]
+    for strategy in ("head", "head+tail", "chunk"):
+        probs = ft.predict_proba(model, tokenizer, texts, max_length=32, strategy=strategy)
+        assert probs.shape == (3, 2)
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_batched_predictions_equal_one_at_a_time(tokenizer, sentences):
+    model = tiny_bert(tokenizer)
+    texts = sentences["test"]["text"][:10]
+    together = ft.predict_proba(model, tokenizer, texts, max_length=32, batch_size=4)
+    alone = np.concatenate([ft.predict_proba(model, tokenizer, [t], max_length=32) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_chunk_average_equals_head_for_short_texts(tokenizer):
+    model = tiny_bert(tokenizer)
+    texts = ["short and sweet", "not good at all"]
+    np.testing.assert_allclose(
+        ft.predict_proba(model, tokenizer, texts, max_length=32, strategy="chunk"),
+        ft.predict_proba(model, tokenizer, texts, max_length=32, strategy="head"), atol=1e-6)
+
+
+def test_finetune_learns_the_training_sentences(tokenizer, sentences):
+    model = tiny_bert(tokenizer)
+    config = ft.finetune_config(epochs=15, lr=3e-3, progress=False)
+    history = ft.finetune(model, tokenizer, sentences, config, max_length=32, batch_size=16,
+                          eval_split=None)
+    assert history.train[0]["loss"] > history.train[-1]["loss"]
+    train_acc = ft.evaluate(model, tokenizer, sentences["train"], max_length=32)["accuracy"]
+    assert train_acc > 0.9
+
+
+def test_interrupted_finetune_resumes_to_the_same_weights(tokenizer, sentences, tmp_path,
+                                                          monkeypatch):
+    def run(folder, interrupt_at=None):
+        model = tiny_bert(tokenizer, dropout=0.1)
+        calls = {"n": 0}
+        real = ft.collate
+
+        def flaky(rows, pad_id=0):
+            calls["n"] += 1
+            if calls["n"] == interrupt_at:
+                raise KeyboardInterrupt
+            return real(rows, pad_id)
+
+        monkeypatch.setattr(ft, "collate", flaky)
+        config = ft.finetune_config(epochs=2, lr=1e-3, progress=False, save_every=1,
+                                    checkpoint_dir=str(folder))
+        history = ft.finetune(model, tokenizer, sentences, config, max_length=32, batch_size=16,
+                              eval_split=None)
+        monkeypatch.setattr(ft, "collate", real)
+        return model, history
+
+    reference, _ = run(tmp_path / "straight")
+    _, first = run(tmp_path / "crashed", interrupt_at=5)
+    assert first.interrupted and (tmp_path / "crashed" / "last.safetensors").exists()
+    resumed, second = run(tmp_path / "crashed")
+    assert second.resumed_from_step == first.steps
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_save_is_atomic_and_replaces_the_old_checkpoint(tokenizer, tmp_path):
+    folder = tmp_path / "sst2-tiny"
+    ft.save_finetuned(tiny_bert(tokenizer, seed=0), tokenizer, folder, {"profile": "cpu"})
+    ft.save_finetuned(tiny_bert(tokenizer, seed=1), tokenizer, folder, {"profile": "gpu"})
+    assert ft.read_info(folder)["profile"] == "gpu"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sst2-tiny"]  # no temp leftovers
+
+
+def test_checkpoint_of_another_architecture_is_not_reused(tokenizer, tmp_path):
+    from bigmodel_lab.models import resolve_model
+
+    folder = tmp_path / "sst2-x"
+    ft.save_finetuned(tiny_bert(tokenizer), tokenizer, folder, {"profile": "gpu"})
+    ok, why = ft.reusable(folder, resolve_model("minilm"), "distilbert", "cpu")
+    assert not ok and "distilbert" in why
+    ok, why = ft.reusable(folder, resolve_model("minilm"), "bert", "cpu")
+    assert ok
+
+
+def test_load_or_finetune_makes_then_loads_a_checkpoint(tokenizer, tmp_path, monkeypatch):
+    from bigmodel_lab import setup
+
+    base = tmp_path / "tiny-bert"
+    tiny_bert(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    monkeypatch.setattr(ft, "CHECKPOINTS", tmp_path / "checkpoints")
+    cfg = setup("06", profile="smoke", quiet=True)
+    model, tok, info = ft.load_or_finetune(cfg, "sst2", str(base))
+    assert info["action"] == "fine-tuned" and 0.0 <= info["test_accuracy"] <= 1.0
+    assert (tmp_path / "checkpoints" / "sst2-tiny-bert" / "info.json").exists()
+    again, _, info2 = ft.load_or_finetune(cfg, "sst2", str(base))
+    assert info2["action"] == "loaded" and info2["test_accuracy"] == info["test_accuracy"]
+    texts = ["", "wonderful"]
+    np.testing.assert_allclose(ft.predict_proba(again, tok, texts, max_length=32),
+                               ft.predict_proba(model, tok, texts, max_length=32), atol=1e-5)
+    cpu = setup("06", profile="cpu", quiet=True)  # a smoke checkpoint is too weak for cpu
+    assert not ft.reusable(tmp_path / "checkpoints" / "sst2-tiny-bert", info2["base_model"],
+                           "bert", cpu.profile)[0]

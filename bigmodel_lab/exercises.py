@@ -349,3 +349,140 @@ def check_mha_param_count(fn: Callable, quiet: bool = False) -> CheckResult:
         return "4 d^2 + 4 d: independent of the number of heads."
 
     return _run_check(body, quiet)
+
+
+# --- notebooks 04-05 (transformer from scratch, tiny GPT) -----------------------------------
+
+
+def check_pre_ln_block(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(block, x) -> the output of a pre-LN block, using block.ln_1, block.attn (returns
+    (out, weights)), block.ln_2 and block.mlp; causal attention as in GPT."""
+    from .transformer import Block, TransformerConfig
+
+    def body() -> str:
+        torch.manual_seed(0)
+        cfg = TransformerConfig(hidden_size=16, num_heads=2, dropout=0.0, attention_dropout=0.0)
+        block = Block(cfg).eval()
+        x = torch.randn(2, 5, 16)
+        with torch.no_grad():
+            want = block(x, causal=True)[0]
+            got = _as_tensor(_call(fn, block, x), "The block output")
+            not_causal = block(x, causal=False)[0]
+        if got.shape != want.shape:
+            raise _Failed(f"shape {tuple(got.shape)}, expected (B, T, C) = {tuple(want.shape)}.")
+        if _same(got, want):
+            return "x + Attn(LN(x)), then x + FFN(LN(x)): the residual path stays un-normalised."
+        if _same(got, not_causal):
+            raise _Failed("right layout, but attention is not causal: pass causal=True to block.attn.")
+        if torch.allclose(got.mean(-1), torch.zeros(2, 5), atol=1e-4):
+            raise _Failed("the output is normalised (mean 0 per position): that is post-LN. In pre-LN "
+                          "the LayerNorm goes inside the branch, x = x + attn(ln_1(x)).")
+        raise _Failed("values differ: x = x + attn(ln_1(x))[0], then x = x + mlp(ln_2(x)).")
+
+    return _run_check(body, quiet)
+
+
+def check_encoder_param_formula(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(config) -> parameters of `Encoder(config)` (a BERT-like, post-LN encoder)."""
+    from .transformer import Encoder, TransformerConfig, num_parameters
+
+    def body() -> str:
+        configs = [TransformerConfig.minilm(), TransformerConfig.bert_base(),
+                   TransformerConfig.minilm(num_layers=3, intermediate_size=1000)]
+        for c in configs:
+            with torch.device("meta"):
+                want = num_parameters(Encoder(c))
+            got = _call(fn, c)
+            if got == want:
+                continue
+            C, V, P, S, L = c.hidden_size, c.vocab_size, c.context_length, c.type_vocab_size, c.num_layers
+            hints = {
+                want - (P + S) * C: "the position and token-type embedding tables are missing.",
+                want - 2 * C - L * 4 * C: "the LayerNorms are missing: each has a weight and a bias of size C.",
+                want - L * (4 * C + c.ffn_size + C): "the biases are missing (4C in attention, F + C in the FFN).",
+                want - V * C: "the token embedding table (vocab_size x hidden_size) is missing.",
+            }
+            raise _Failed(hints.get(got, f"for {c.num_layers} layers, hidden {C}: got {got}, expected {want}."))
+        return "embeddings + L x (attention 4C^2+4C, FFN 2CF+F+C, two LayerNorms 4C) + embedding LayerNorm."
+
+    return _run_check(body, quiet)
+
+
+def check_mean_pooling(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(last_hidden_state (B, T, C), attention_mask (B, T)) -> (B, C) mean over real tokens."""
+
+    def body() -> str:
+        torch.manual_seed(0)
+        h = torch.randn(2, 4, 3)
+        mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+        want = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        got = _as_tensor(_call(fn, h, mask), "The pooled embedding")
+        if got.shape != want.shape:
+            raise _Failed(f"shape {tuple(got.shape)}, expected (B, C) = {tuple(want.shape)}.")
+        if _same(got, want):
+            return "padding is left out of the mean, so a sentence's embedding does not depend on its batch."
+        if _same(got, h.mean(1)):
+            raise _Failed("padding tokens are included: multiply by the mask and divide by mask.sum(1).")
+        if _same(got, (h * mask[..., None]).sum(1) / h.shape[1]):
+            raise _Failed("you divide by T: divide by the number of real tokens, mask.sum(1).")
+        raise _Failed("values differ from the masked mean sum_t m_t h_t / sum_t m_t.")
+
+    return _run_check(body, quiet)
+
+
+def check_top_k_filter(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(logits (B, V), k) -> logits with all but the k largest per row set to -inf."""
+
+    def body() -> str:
+        logits = torch.tensor([[1.0, 3.0, 2.0, 0.0], [0.5, -1.0, 4.0, 2.0]])
+        want = torch.tensor([[float("-inf"), 3.0, 2.0, float("-inf")],
+                             [float("-inf"), float("-inf"), 4.0, 2.0]])
+        got = _as_tensor(_call(fn, logits.clone(), 2), "The filtered logits")
+        if got.shape != want.shape:
+            raise _Failed(f"shape {tuple(got.shape)}, expected {tuple(want.shape)}: filter, do not gather.")
+        if torch.equal(got, want):
+            return "only the k best tokens keep a chance; softmax turns -inf into probability 0."
+        if torch.equal(got.isinf(), ~want.isinf()):
+            raise _Failed("you kept the k worst tokens: compare with the k-th *largest* value.")
+        if (got == 0).any() and not got.isinf().any():
+            raise _Failed("masked logits should be -inf (probability 0 after softmax), not 0.")
+        raise _Failed(f"got {got.tolist()}, expected {want.tolist()}.")
+
+    return _run_check(body, quiet)
+
+
+def check_cached_greedy(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(model, input_ids, n) -> (B, T + n) greedy tokens, feeding only new tokens with a cache."""
+    from .generate import generate
+    from .transformer import GPT, TransformerConfig
+
+    def body() -> str:
+        torch.manual_seed(0)
+        model = GPT(TransformerConfig(vocab_size=30, context_length=24, num_layers=2, num_heads=2,
+                                      hidden_size=16, dropout=0.0, attention_dropout=0.0)).eval()
+        prompt = torch.randint(0, 30, (2, 4))
+        want = generate(model, prompt, 8, use_cache=False)
+        calls = []
+        original = model.forward
+
+        def spy(input_ids, *args, **kwargs):
+            calls.append(input_ids.shape[1])
+            return original(input_ids, *args, **kwargs)
+
+        model.forward = spy
+        try:
+            with torch.no_grad():
+                got = _as_tensor(_call(fn, model, prompt, 8), "The generated ids")
+        finally:
+            del model.forward
+        if got.shape != want.shape:
+            raise _Failed(f"shape {tuple(got.shape)}, expected (B, T + n) = {tuple(want.shape)}.")
+        if not torch.equal(got, want):
+            raise _Failed("tokens differ from greedy generation without a cache: pass the same "
+                          "cache list every step and feed only the newest token after the prompt.")
+        if calls and max(calls[1:] or [1]) > 1:
+            raise _Failed("right tokens, but later steps feed more than one token: with a cache, "
+                          "model(next_id, cache=cache) is enough.")
+        return "same tokens as recomputing, with one new position per step."
+
+    return _run_check(body, quiet)

@@ -317,3 +317,80 @@ def saved_activation_bytes(model, forward) -> tuple[int, object]:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = forward()
     return sum(seen.values()), out
+
+
+def peak_memory_during(fn, device: str = "cpu", interval_s: float = 0.002) -> tuple[float, object]:
+    """(peak extra bytes while `fn()` runs, its result).
+
+    CUDA: `torch.cuda.max_memory_allocated` above the starting allocation (exact). CPU: the
+    process resident set size sampled every `interval_s` by a thread, above its value at the
+    start (approximate: the allocator may reuse memory freed earlier, or keep some)."""
+    import threading
+
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        out = fn()
+        torch.cuda.synchronize()
+        return float(torch.cuda.max_memory_allocated() - base), out
+    import psutil
+
+    process = psutil.Process()
+    base = process.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            done.wait(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        sampler.join()
+    peak[0] = max(peak[0], process.memory_info().rss)
+    return float(peak[0] - base), out
+
+
+def measured_training_memory(model, batch: dict, lr: float = 1e-5) -> dict[str, float]:
+    """Bytes actually held during one AdamW training step on `batch` (with labels):
+    weights, gradients and optimizer states summed over their tensors, activations saved for
+    backward (`saved_activation_bytes`), and the peak extra memory the step needed
+    (`peak_memory_during`). The model is left unchanged (the step is undone)."""
+    import copy
+
+    import torch
+
+    device = next(model.parameters()).device.type
+    state = copy.deepcopy(model.state_dict())
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    activations = [0]
+
+    def step() -> None:
+        saved, out = saved_activation_bytes(model, lambda: model(**batch))
+        activations[0] = saved
+        out.loss.backward()
+        optimizer.step()
+
+    peak, _ = peak_memory_during(step, device)
+    nbytes = lambda tensors: float(sum(t.numel() * t.element_size() for t in tensors))  # noqa: E731
+    result = dict(
+        weights=nbytes(model.parameters()),
+        gradients=nbytes(p.grad for p in model.parameters() if p.grad is not None),
+        optimizer=nbytes(t for s in optimizer.state.values() for t in s.values()
+                         if torch.is_tensor(t) and t.dim() > 0),
+        activations=float(activations[0]),
+        peak_step=peak,
+    )
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)
+    model.eval()
+    return result

@@ -76,17 +76,33 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "cpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=64, batch_size=32),
         "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
     },
-    "11": {
-        "smoke": dict(dataset="sst2", n_train=128, n_eval=64, max_length=32, batch_size=16),
-        "cpu": dict(dataset="sst2", n_train=2000, n_eval=512, max_length=64, batch_size=32),
-        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    # 11-12 serve and explain the Part III classifier (same model per profile as 06).
+    "11": {  # deployment and cost
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=64,
+                      max_length=32, batch_size=16, batch_sizes=(1, 8), repeats=3,
+                      try_compile=False, n_requests=40, concurrency=(1, 4), time_limit_s=20,
+                      n_reviews=2000, cost_batch=4),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=512,
+                    max_length=64, batch_size=32, batch_sizes=(1, 8, 32), repeats=10,
+                    try_compile=True, n_requests=300, concurrency=(1, 4, 16), time_limit_s=60,
+                    n_reviews=None, cost_batch=16),
+        "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
+                    max_length=128, batch_size=32, batch_sizes=(1, 8, 32, 128), repeats=20,
+                    try_compile=True, n_requests=1000, concurrency=(1, 8, 32), time_limit_s=120,
+                    n_reviews=None, cost_batch=32),
     },
-    "12": {
-        "smoke": dict(dataset="sst2", n_train=128, n_eval=64, max_length=32, batch_size=16),
-        "cpu": dict(dataset="sst2", n_train=2000, n_eval=None, max_length=64, batch_size=32),
-        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    "12": {  # interpretability and limits
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=64,
+                      max_length=32, batch_size=16, ig_steps=16, n_explain=2, n_probe=64,
+                      typo_rates=(0.0, 0.2)),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=None,
+                    max_length=64, batch_size=32, ig_steps=50, n_explain=4, n_probe=None,
+                    typo_rates=(0.0, 0.1, 0.2, 0.4)),
+        "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
+                    max_length=128, batch_size=32, ig_steps=100, n_explain=6, n_probe=None,
+                    typo_rates=(0.0, 0.1, 0.2, 0.4)),
     },
-    "13": {"smoke": dict(), "cpu": dict(), "gpu": dict()},
+    "13": {"smoke": dict(), "cpu": dict(), "gpu": dict()},  # the dashboard has no knobs
 }
 
 

@@ -608,3 +608,64 @@ def encoder_from_pretrained(path: str | Path, **overrides: Any) -> Encoder:
     """Build an `Encoder` from a BERT model folder (config.json + model.safetensors)."""
     config = TransformerConfig.from_bert(Path(path) / "config.json", **overrides)
     return load_bert_weights(Encoder(config), path).eval()
+
+
+# --- inspecting and comparing ----------------------------------------------------------------
+
+
+def trace_shapes(model: nn.Module, *args: Any, max_depth: int = 3, **kwargs: Any) -> list[dict]:
+    """Run `model(*args, **kwargs)` and list each submodule's output shape, in call order.
+
+    Rows: {"module": dotted name, "type": class name, "output": shape}; modules deeper than
+    `max_depth` dots are skipped to keep the trace readable.
+    """
+    rows: list[dict] = []
+    hooks = []
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            out = getattr(out, "last_hidden_state", out) if not torch.is_tensor(out) else out
+            if torch.is_tensor(out):
+                rows.append({"module": name, "type": type(module).__name__,
+                             "output": tuple(out.shape)})
+        return record
+
+    for name, module in model.named_modules():
+        if name and name.count(".") < max_depth and not isinstance(module, (nn.Dropout, nn.ModuleList)):
+            hooks.append(module.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+@torch.no_grad()
+def torch_encoder_from(encoder: Encoder) -> nn.TransformerEncoder:
+    """The same layers as `encoder` (post-LN) built from `torch.nn.TransformerEncoder`.
+
+    Weights are copied; feed it `encoder.embeddings(input_ids)` and
+    `src_key_padding_mask = attention_mask == 0` (torch's mask means True = ignore).
+    """
+    c = encoder.config
+    if c.norm_position != "post" or c.activation not in ("gelu", "relu"):
+        raise ValueError("torch.nn.TransformerEncoderLayer offers post- or pre-LN with exact GELU "
+                         "or ReLU; build the Encoder with norm_position='post', activation='gelu'.")
+    layer = nn.TransformerEncoderLayer(
+        c.hidden_size, c.num_heads, c.ffn_size, dropout=c.dropout, activation=c.activation,
+        layer_norm_eps=c.layer_norm_eps, batch_first=True, norm_first=False,
+    )
+    stack = nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False)
+    for ours, theirs in zip(encoder.layers, stack.layers):
+        a = ours.attn
+        theirs.self_attn.in_proj_weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
+        theirs.self_attn.in_proj_bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+        theirs.self_attn.out_proj.load_state_dict(a.out_proj.state_dict())
+        theirs.linear1.load_state_dict(ours.mlp.fc_in.state_dict())
+        theirs.linear2.load_state_dict(ours.mlp.fc_out.state_dict())
+        theirs.norm1.load_state_dict(ours.ln_1.state_dict())
+        theirs.norm2.load_state_dict(ours.ln_2.state_dict())
+    return stack.to(next(encoder.parameters()).device).train(encoder.training)

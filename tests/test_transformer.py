@@ -161,3 +161,25 @@ def test_mismatching_checkpoint_names_the_first_bad_key(minilm):
     del state["encoder.layer.0.attention.self.key.bias"]
     with pytest.raises(KeyError, match="encoder.layer.0.attention.self.key.bias"):
         load_bert_weights(Encoder(TransformerConfig.from_bert(hf.config)), state)
+
+
+def test_torch_transformer_encoder_with_copied_weights_gives_the_same_output():
+    from bigmodel_lab.transformer import torch_encoder_from
+
+    torch.manual_seed(0)
+    enc = Encoder(TransformerConfig(**TINY, norm_position="post")).eval()
+    ids = torch.randint(0, 50, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    ref = torch_encoder_from(enc)(enc.embeddings(ids), src_key_padding_mask=mask == 0)
+    ours = enc(ids, mask).last_hidden_state
+    torch.testing.assert_close(ours[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
+
+
+def test_trace_shapes_lists_modules_in_call_order():
+    from bigmodel_lab.transformer import trace_shapes
+
+    gpt = GPT(TransformerConfig(**TINY))
+    rows = trace_shapes(gpt, torch.zeros(1, 5, dtype=torch.long))
+    assert rows[0]["module"].startswith("embeddings") and rows[-1]["module"] == "lm_head"
+    assert rows[-1]["output"] == (1, 5, 50)

@@ -161,11 +161,19 @@ def fixed_batch(tokenizer, texts: Sequence[str], batch_size: int, seq_len: int) 
 
 
 def torch_latency(model: nn.Module, batch: dict, **kwargs) -> Latency:
-    """Latency of `model(**batch)` in eval mode (see `measure_latency` for the kwargs)."""
+    """Latency of `model(**batch)` in eval mode, on the model's device (see
+    `measure_latency` for the kwargs)."""
     model.eval()
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
     batch_size, seq_len = batch["input_ids"].shape
-    return measure_latency(lambda: model(**batch), batch_size=batch_size, seq_len=seq_len,
-                           **kwargs)
+
+    def run():
+        model(**batch)
+        if device.type == "cuda":  # CUDA runs asynchronously: wait for the kernels
+            torch.cuda.synchronize(device)
+
+    return measure_latency(run, batch_size=batch_size, seq_len=seq_len, **kwargs)
 
 
 def torch_predict_fn(model: nn.Module, tokenizer, max_length: int, batch_size: int = 32
@@ -540,3 +548,17 @@ class OnnxClassifier:
                                  seq_len=ids.shape[1], **kwargs)
         return Latency(result.median_ms, result.p90_ms, result.batch_size, result.seq_len,
                        threads, result.repeats)
+
+
+# ---------------------------------------------------------------------------------------
+# One row of a variant table
+# ---------------------------------------------------------------------------------------
+
+
+def variant_row(name: str, predict: PredictFn, split, latency: Latency, size: float,
+                **extra) -> dict:
+    """Accuracy/F1 of `predict` on `split`, with the size (MB) and latency measured for it:
+    one row of the size / latency / accuracy tables of notebooks 08-10."""
+    scores = evaluate_predict(predict, split)
+    return {"variant": name, **scores, "size_mb": size, "latency_ms": latency.median_ms,
+            "latency_p90_ms": latency.p90_ms, **extra}

@@ -61,20 +61,41 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "gpu": dict(dataset="imdb", n_train=None, n_eval=None, max_length=512, batch_size=32,
                     epochs=2),
     },
-    "08": {
-        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16),
-        "cpu": dict(dataset="sst2", n_train=2000, n_eval=None, max_length=64, batch_size=32),
-        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    # 08-10 compress the Part III classifier; `model` is the BERT-layout MiniLM in every
+    # profile (head removal slices BERT's q/k/v/output matrices). Latency is measured on a
+    # batch of bench_batch x bench_len tokens.
+    "08": {  # pruning
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=128, max_length=32,
+                      batch_size=16, sparsities=(0.5, 0.9), recover_steps=3, score_batches=2,
+                      heads_removed=(0, 36), bench_batch=8, bench_len=32, repeats=2),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=64,
+                    batch_size=32, sparsities=(0.1, 0.3, 0.5, 0.7, 0.9), recover_steps=100,
+                    score_batches=16, heads_removed=(0, 18, 36, 54), bench_batch=32,
+                    bench_len=128, repeats=5),
+        "gpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=128,
+                    batch_size=32, sparsities=(0.1, 0.3, 0.5, 0.7, 0.9), recover_steps=300,
+                    score_batches=64, heads_removed=(0, 18, 36, 54), bench_batch=32,
+                    bench_len=128, repeats=20),
     },
-    "09": {
-        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16),
-        "cpu": dict(dataset="sst2", n_train=2000, n_eval=None, max_length=128, batch_size=32),
-        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    "09": {  # quantization; gpu_dtypes: extra runs on the GPU (none in the CPU profiles)
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=128, max_length=32,
+                      batch_size=16, bench_batch=8, bench_len=32, repeats=2, gpu_dtypes=()),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=64,
+                    batch_size=32, bench_batch=32, bench_len=128, repeats=10, gpu_dtypes=()),
+        "gpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=128,
+                    batch_size=32, bench_batch=32, bench_len=128, repeats=20,
+                    gpu_dtypes=("fp32", "fp16", "bf16")),
     },
-    "10": {
-        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16),
-        "cpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=64, batch_size=32),
-        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32),
+    "10": {  # distillation: the student keeps student_layers of the teacher
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=128, max_length=32,
+                      batch_size=16, student_layers=(0, 2, 4), epochs=1, lr=1e-4,
+                      temperature=2.0, alpha=0.5, bench_batch=8, bench_len=32, repeats=2),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=64,
+                    batch_size=32, student_layers=(0, 2, 4), epochs=3, lr=1e-4,
+                    temperature=2.0, alpha=0.5, bench_batch=32, bench_len=128, repeats=5),
+        "gpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=128,
+                    batch_size=32, student_layers=(0, 2, 4), epochs=3, lr=5e-5,
+                    temperature=2.0, alpha=0.5, bench_batch=32, bench_len=128, repeats=20),
     },
     # 11-12 serve and explain the Part III classifier (same model per profile as 06).
     "11": {  # deployment and cost

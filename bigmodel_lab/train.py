@@ -66,6 +66,8 @@ from tqdm.auto import tqdm
 
 LAST = "last.safetensors"
 BEST = "best.safetensors"
+# TrainConfig fields that may change between a run and its resumption.
+_FREE_KNOBS = ("resume", "progress", "device", "log_every", "checkpoint_dir")
 
 
 @dataclass(frozen=True)
@@ -374,11 +376,15 @@ def fit(
         # Model/optimizer now; RNG only after the data iterator has been rebuilt (below).
         saved = load_checkpoint(ckpt_dir / LAST, model, optimizer, scheduler, scaler,
                                 restore_rng=False)
-        if saved.get("total_steps") != total:
+        # Only resume the same run: same schedule and the same training knobs.
+        now = json.loads(json.dumps(asdict(config)))
+        changed = [k for k in now if k not in _FREE_KNOBS and saved["config"].get(k) != now[k]]
+        if saved.get("total_steps") != total or changed:
+            what = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {now[k]!r}" for k in changed)
             raise ValueError(
-                f"{ckpt_dir / LAST} belongs to a run of {saved.get('total_steps')} steps, this "
-                f"one has {total}. Use another checkpoint_dir, or TrainConfig(resume=False) to "
-                "start over (it overwrites the checkpoint)."
+                f"{ckpt_dir / LAST} belongs to another run ({saved.get('total_steps')} steps "
+                f"there, {total} here{'; ' + what if what else ''}). Use another "
+                "checkpoint_dir, or TrainConfig(resume=False) to start over (it overwrites it)."
             )
         state.update({k: v for k, v in saved.items() if k != "config"})
         hist.resumed_from_step = state["step"]

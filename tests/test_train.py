@@ -123,3 +123,11 @@ def test_wrong_metric_name_says_which_keys_exist():
     config = TrainConfig(max_steps=1, eval_every=1, metric="accuracy", progress=False)
     with pytest.raises(KeyError, match="set metric="):
         fit(model, DataLoader(lm_data(4), batch_size=4), config, eval_loader=DataLoader(lm_data(4)))
+
+
+def test_resuming_with_other_settings_is_refused_with_the_difference(tmp_path):
+    run(tmp_path)
+    with pytest.raises(ValueError, match="lr: 0.01 -> 0.02"):
+        fit(new_gpt(), DataLoader(lm_data(), batch_size=4),
+            TrainConfig(epochs=3, lr=2e-2, grad_accum_steps=2, warmup_steps=2, save_every=2,
+                        checkpoint_dir=str(tmp_path), progress=False, log_every=1))

@@ -127,23 +127,25 @@ def _first_column(frame: pd.DataFrame, patterns: tuple[str, ...]) -> str | None:
 LATENCY_COLUMNS = (r"metrics\.latency_ms", r"metrics\.latency_median_ms",
                    r"metrics\.median_ms", r"(metrics|extra)\..*latency.*_ms")
 SIZE_COLUMNS = (r"metrics\.size_mb", r"(metrics|extra)\..*size_mb")
+VARIANT_COLUMNS = ["notebook", "task", "model", "profile", "device", "data_source", "accuracy",
+                   "latency_ms", "size_mb", "time"]
 
 
 def variants(ledger: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str | None]]:
     """Runs that have accuracy and latency (the compression variants and inference engines),
     with the ledger columns used for each axis."""
+    empty = pd.DataFrame(columns=VARIANT_COLUMNS)
     if ledger.empty:
-        return pd.DataFrame(), {"latency": None, "size": None}
+        return empty, {"latency": None, "size": None}
     latency = _first_column(ledger, LATENCY_COLUMNS)
     size = _first_column(ledger, SIZE_COLUMNS)
     if latency is None:
-        return pd.DataFrame(), {"latency": None, "size": size}
+        return empty, {"latency": None, "size": size}
     frame = ledger[_metric(ledger, "accuracy").notna() & ledger[latency].notna()].copy()
     frame["accuracy"] = frame["metrics.accuracy"]
     frame["latency_ms"] = frame[latency]
     frame["size_mb"] = frame[size] if size else np.nan
-    keep = ["notebook", "task", "model", "profile", "device", "data_source", "accuracy",
-            "latency_ms", "size_mb", "time"]
+    keep = VARIANT_COLUMNS
     frame = frame.sort_values("time").groupby(["task", "model", "profile", "device"],
                                               as_index=False).tail(1)
     return frame[keep].reset_index(drop=True), {"latency": latency, "size": size}

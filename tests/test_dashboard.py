@@ -80,3 +80,12 @@ def test_export_html_is_standalone_with_tables_figures_and_costs(tmp_path):
     assert "Compression and inference variants" in text and "metrics.latency_ms" in text
     assert "0.845" in text and "Run costs" in text and "Sanh et al. 2019" in text
     assert "<script" not in text and "<link" not in text  # nothing fetched when opened
+
+
+def test_empty_ledger_gives_empty_tables_with_their_columns():
+    ledger = dashboard.load()
+    frame, used = dashboard.variants(ledger)
+    assert frame.empty and "latency_ms" in frame.columns and used["latency"] is None
+    assert list(frame.groupby(["task", "profile", "device"])) == []
+    assert dashboard.run_costs(ledger).empty and dashboard.summary(ledger).empty
+    assert len(dashboard.task_table(ledger, "sst2")) == len(results.anchors("sst2"))

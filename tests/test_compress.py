@@ -202,3 +202,27 @@ def test_evaluate_predict_scores_a_perfect_predictor():
     assert compress.evaluate_predict(perfect, split) == {"accuracy": 1.0, "f1": 1.0}
     with pytest.raises(ValueError, match="'label' column"):
         compress.evaluate_predict(perfect, split.remove_columns("label"))
+
+
+def test_trimmed_vocabulary_gives_the_same_outputs_on_the_texts_it_kept():
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from bigmodel_lab.models import packaged_model_path
+
+    tokenizer = BertTokenizerFast.from_pretrained(packaged_model_path())
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=64)).eval()
+    texts = ["a gripping, funny film", "dull and far too long"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    before = model(**batch).logits
+    n_before = compress.count_parameters(model)
+    kept = compress.trim_vocabulary(model, tokenizer, texts)
+    assert kept < 0.01 and compress.count_parameters(model) < n_before
+    torch.testing.assert_close(model(**batch).logits, before)
+    unseen = tokenizer(["zebra"], return_tensors="pt")
+    unk = tokenizer(["[UNK]"], return_tensors="pt")
+    torch.testing.assert_close(model(**unseen).logits, model(**unk).logits)
+    with pytest.raises(ValueError, match="already trimmed"):
+        compress.trim_vocabulary(model, tokenizer, texts)

@@ -241,7 +241,7 @@ def evaluate(model, tokenizer, dataset_split, max_length: int = 128, batch_size:
 # ---------------------------------------------------------------------------- Trainer path
 def finetune_with_trainer(model, tokenizer, dsd, max_length: int = 128, batch_size: int = 32,
                           epochs: int = 1, lr: float = 5e-5, warmup: float = 0.1, seed: int = 0,
-                          output_dir: str | None = None):
+                          output_dir: str | None = None, grad_accum: int = 1):
     """Fine-tune with Hugging Face `Trainer` (the source articles' path); returns the trainer."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -250,6 +250,7 @@ def finetune_with_trainer(model, tokenizer, dsd, max_length: int = 128, batch_si
     args = TrainingArguments(
         output_dir=output_dir or tempfile.mkdtemp(prefix="trainer-"),
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
         num_train_epochs=epochs, learning_rate=lr, warmup_steps=warmup,
         lr_scheduler_type="linear", weight_decay=0.01, eval_strategy="epoch",
         save_strategy="no", logging_strategy="epoch", report_to="none", seed=seed,
@@ -344,11 +345,17 @@ def finetune(model, tokenizer, dsd, config: TrainConfig, max_length: int = 128,
              eval_split: str | None = "validation", rank: int = 0, world_size: int = 1) -> History:
     """Fine-tune `model` on dsd["train"] with `bigmodel_lab.train.fit`; returns its History.
 
-    Batches are length-grouped and padded per batch; `batch_size` is the global batch (split
-    over `world_size` DDP processes). Validation accuracy is measured at each evaluation
-    (`config.eval_every` steps, and at the end); the best weights are kept."""
+    `batch_size` is the effective batch of one optimizer step: it is cut into
+    `config.grad_accum_steps` micro-batches (less memory, same step) and each micro-batch is
+    shared by the `world_size` DDP processes. Batches are length-grouped and padded per batch.
+    Validation accuracy is measured at each evaluation (`config.eval_every` steps, and at the
+    end); the best weights are kept."""
+    if batch_size % config.grad_accum_steps:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of grad_accum_steps "
+                         f"({config.grad_accum_steps}).")
+    micro = batch_size // config.grad_accum_steps
     train = tokenize_split(dsd["train"], tokenizer, max_length, strategy)
-    loader = make_loader(train, tokenizer, batch_size, shuffle=True,
+    loader = make_loader(train, tokenizer, micro, shuffle=True,
                          group_by_length=group_by_length, rank=rank, world_size=world_size)
     eval_fn = None
     if eval_split is not None:
@@ -356,14 +363,16 @@ def finetune(model, tokenizer, dsd, config: TrainConfig, max_length: int = 128,
 
         def eval_fn(m):
             scores = evaluate(getattr(m, "module", m), tokenizer, held_out, max_length,
-                              batch_size * 2, strategy)
+                              micro * 2, strategy)
             return {"accuracy": scores["accuracy"], "f1": scores["f1"]}
 
     return fit(model, loader, config, eval_fn=eval_fn)
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int = 1) -> int:
-    return math.ceil(math.ceil(n_examples / batch_size) / grad_accum_steps)
+    """Optimizer steps in one epoch with effective batch `batch_size` (as in `finetune`)."""
+    micro = batch_size // grad_accum_steps
+    return math.ceil(math.ceil(n_examples / micro) / grad_accum_steps)
 
 
 # ---------------------------------------------------------------------------- for later chapters
@@ -403,8 +412,10 @@ def load_or_finetune(cfg, dataset: str = "sst2", model_name: str = "distilbert-b
     dsd = load_sentiment(dataset, n_train=n_train, n_eval=n_eval, seed=cfg.seed)
     model, tokenizer, source = load_pretrained(model_name)
     model.to(cfg.device)
+    # Micro-batches of at most 16 keep a cpu run under 2 GB; the step is the same.
+    accum = settings.get("grad_accum", max(1, batch_size // 16))
     config = finetune_config(epochs=1, lr=1e-4 if "MiniLM" in source.name else 5e-5,
-                             seed=cfg.seed, progress=not cfg.is_smoke)
+                             grad_accum_steps=accum, seed=cfg.seed, progress=not cfg.is_smoke)
     history = finetune(model, tokenizer, dsd, config, max_length, batch_size)
     scores = evaluate(model, tokenizer, dsd["test"], max_length, batch_size * 2)
     info = {

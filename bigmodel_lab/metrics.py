@@ -29,7 +29,7 @@ def check_probs(probs, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
         )
     if labels is None:
         return probs, None
-    labels = np.asarray(labels)
+    labels = np.asarray(labels if isinstance(labels, np.ndarray) else list(labels))
     if labels.shape != (len(probs),):
         raise ValueError(f"labels must have shape ({len(probs)},), got {labels.shape}.")
     bad = sorted(set(np.unique(labels).tolist()) - set(range(probs.shape[1])))

@@ -51,24 +51,32 @@ SETTINGS: dict[str, dict[str, dict]] = {
                     eval_every=500, gen_tokens=200),
     },
     "06": {
-        "smoke": dict(dataset="sst2", n_train=128, n_eval=128, max_length=32, batch_size=16,
-                      epochs=1),
-        "cpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=64, batch_size=32,
-                    epochs=2),
-        "gpu": dict(dataset="sst2", n_train=None, n_eval=None, max_length=128, batch_size=32,
-                    epochs=3),
+        # batch_size is the batch of one optimizer step, taken in grad_accum micro-batches
+        # (cpu: 2 x 16 keeps the peak memory under 2 GB).
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=128,
+                      max_length=32, batch_size=16, grad_accum=1, epochs=1, lr=1e-4,
+                      patience=1, trainer_n_train=64),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=6824, n_eval=None,
+                    max_length=64, batch_size=32, grad_accum=2, epochs=2, lr=1e-4, patience=1,
+                    trainer_n_train=1000),
+        "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
+                    max_length=128, batch_size=32, grad_accum=1, epochs=3, lr=5e-5, patience=1,
+                    trainer_n_train=None),
     },
     "07": {
-        "smoke": dict(dataset="imdb", n_train=256, n_eval=128, max_length=64, batch_size=16,
-                      epochs=1),
-        "cpu": dict(dataset="imdb", n_train=6000, n_eval=None, max_length=256, batch_size=16,
-                    epochs=1),
-        "gpu": dict(dataset="imdb", n_train=None, n_eval=None, max_length=512, batch_size=32,
-                    epochs=2),
+        "smoke": dict(dataset="imdb", model="all-MiniLM-L6-v2", n_train=128, n_eval=128,
+                      max_length=64, batch_size=16, grad_accum=1, epochs=1, lr=1e-4,
+                      tfidf_n_train=2000, lstm_n_train=256, lstm_max_length=64, lstm_epochs=1,
+                      n_strategy_eval=64),
+        "cpu": dict(dataset="imdb", model="all-MiniLM-L6-v2", n_train=4000, n_eval=None,
+                    max_length=256, batch_size=16, grad_accum=4, epochs=1, lr=1e-4,
+                    tfidf_n_train=None, lstm_n_train=None, lstm_max_length=256, lstm_epochs=2,
+                    n_strategy_eval=500),
+        "gpu": dict(dataset="imdb", model="distilbert-base-uncased", n_train=None, n_eval=None,
+                    max_length=512, batch_size=32, grad_accum=1, epochs=2, lr=5e-5,
+                    tfidf_n_train=None, lstm_n_train=None, lstm_max_length=400, lstm_epochs=4,
+                    n_strategy_eval=None),
     },
-    # 08-10 compress the Part III classifier; `model` is the BERT-layout MiniLM in every
-    # profile (head removal slices BERT's q/k/v/output matrices). Latency is measured on a
-    # batch of bench_batch x bench_len tokens.
     "08": {  # pruning
         "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=128, max_length=32,
                       batch_size=16, sparsities=(0.5,), recover_steps=2, score_batches=2,

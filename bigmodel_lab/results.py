@@ -122,6 +122,8 @@ ANCHORS: tuple[Anchor, ...] = (
            "Wang & Manning 2012, Baselines and Bigrams, Table 3 (ACL)"),
     Anchor("imdb", "Maas et al. word vectors", "accuracy", 0.8889, "test",
            "Maas et al. 2011, Learning Word Vectors for Sentiment Analysis, Table 2 (ACL)"),
+    Anchor("imdb", "SA-LSTM (pretrained LSTM)", "accuracy", 0.9276, "test",
+           "Dai & Le 2015, Semi-supervised Sequence Learning, IMDB test error 7.24% (NeurIPS)"),
     Anchor("rotten_tomatoes", "NBSVM-bi", "accuracy", 0.794, "10-fold CV",
            "Wang & Manning 2012, Baselines and Bigrams, Table 3 (RT-s)"),
     Anchor("rotten_tomatoes", "CNN-non-static (Kim)", "accuracy", 0.815, "10-fold CV",
@@ -135,3 +137,27 @@ def anchors(task: str | None = None):
 
     frame = pd.DataFrame([a.__dict__ for a in ANCHORS])
     return frame if task is None else frame[frame["task"] == task].reset_index(drop=True)
+
+
+def beside_anchors(task: str | tuple[str, ...], runs, data_source: str, is_benchmark: bool,
+                   metric: str = "accuracy"):
+    """This run's results beside the published figures for `task` (or several), one table.
+
+    `runs` maps a model name to its value of `metric` (or is a list of (model, value) pairs).
+    Every row says where its number comes from: "this run" with the data source (and
+    "offline stand-in, not the benchmark" when it is not the benchmark), or the citation.
+    """
+    import pandas as pd
+
+    pairs = list(runs.items()) if isinstance(runs, dict) else list(runs)
+    where = f"this run: {data_source}"
+    if not is_benchmark:
+        where += " [offline stand-in, not the benchmark]"
+    ours = [{"task": "this run", "model": m, metric: round(float(v), 4), "split": "our test split",
+             "source": where} for m, v in pairs]
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    table = anchors()
+    table = table[table["task"].isin(tasks) & (table["metric"] == metric)]
+    published = [{"task": a.task, "model": a.model, metric: a.value, "split": a.split,
+                  "source": f"published: {a.citation}"} for a in table.itertuples()]
+    return pd.DataFrame(ours + published, columns=["task", "model", metric, "split", "source"])

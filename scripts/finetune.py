@@ -42,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategy", default="head", choices=["head", "head+tail"],
                    help="how texts longer than --max-length are cut")
     p.add_argument("--batch-size", type=int, default=32, help="global batch (all processes)")
-    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per optimizer step (the batch size stays --batch-size)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps")
@@ -113,8 +114,8 @@ def main(argv=None) -> dict:
         early_stopping_patience=args.patience, mixed_precision=args.mixed_precision,
         checkpoint_dir=ckpt, seed=args.seed, progress=rank == 0)
     # Each process gets its share of every global batch.
-    history = ft.finetune(model, tokenizer, dsd, config, args.max_length,
-                          args.batch_size // args.grad_accum, args.strategy,
+    history = ft.finetune(model, tokenizer, dsd, config, args.max_length, args.batch_size,
+                          args.strategy,
                           eval_split=None if args.no_eval else "validation",
                           rank=rank, world_size=world)
     core = getattr(model, "module", model)

@@ -185,3 +185,18 @@ def test_load_or_finetune_makes_then_loads_a_checkpoint(tokenizer, tmp_path, mon
     cpu = setup("06", profile="cpu", quiet=True)  # a smoke checkpoint is too weak for cpu
     assert not ft.reusable(tmp_path / "checkpoints" / "sst2-tiny-bert", info2["base_model"],
                            "bert", cpu.profile)[0]
+
+
+def test_gradient_accumulation_takes_the_same_steps_as_the_full_batch(tokenizer, sentences):
+    def run(accum):
+        model = tiny_bert(tokenizer)
+        config = ft.finetune_config(epochs=1, lr=1e-3, progress=False, grad_accum_steps=accum,
+                                    max_grad_norm=None)
+        ft.finetune(model, tokenizer, sentences, config, max_length=32, batch_size=16,
+                    group_by_length=False, eval_split=None)
+        return model
+
+    full, accumulated = run(1), run(4)
+    for a, b in zip(full.parameters(), accumulated.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert ft.steps_per_epoch(48, 16, 4) == 3

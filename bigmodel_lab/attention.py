@@ -150,27 +150,22 @@ def attention_cost(seq_lens, d_model: int = 256, num_heads: int = 4, repeats: in
                    device: str = "cpu", seed: int = 0):
     """Time one self-attention call (this module's, which materialises the T x T weights) and
     torch's fused SDPA, for each sequence length. Returns a pandas DataFrame with the median
-    milliseconds of each and the size in MB of the attention-weight tensor actually produced.
+    milliseconds of each (torch.utils.benchmark, at least 0.05 s x `repeats` of calls per
+    measurement) and the size in MB of the attention-weight tensor actually produced.
     """
-    import time
-
     import pandas as pd
+    from torch.utils import benchmark
 
     g = torch.Generator().manual_seed(seed)
     hs = d_model // num_heads
     rows = []
 
-    def timed(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2] * 1e3
+    def timed(fn, q, k, v) -> float:
+        # blocked_autorange repeats the call until each block lasts long enough for the clock
+        # (and CPU scheduling slices) not to dominate; it synchronises CUDA itself.
+        timer = benchmark.Timer("fn(q, k, v)", globals={"fn": fn, "q": q, "k": k, "v": v},
+                                num_threads=torch.get_num_threads())
+        return timer.blocked_autorange(min_run_time=0.05 * repeats).median * 1e3
 
     for T in seq_lens:
         q, k, v = (torch.randn(1, num_heads, T, hs, generator=g).to(device) for _ in range(3))
@@ -178,7 +173,7 @@ def attention_cost(seq_lens, d_model: int = 256, num_heads: int = 4, repeats: in
             _, weights = scaled_dot_product_attention(q, k, v)  # warm-up, and the real tensor
             weights_mb = weights.numel() * weights.element_size() / 2**20
             del weights
-            ms_lab = timed(lambda q=q, k=k, v=v: scaled_dot_product_attention(q, k, v))
-            ms_fused = timed(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v))
+            ms_lab = timed(scaled_dot_product_attention, q, k, v)
+            ms_fused = timed(F.scaled_dot_product_attention, q, k, v)
         rows.append({"seq_len": T, "ms_lab": ms_lab, "ms_fused": ms_fused, "weights_mb": weights_mb})
     return pd.DataFrame(rows).set_index("seq_len")

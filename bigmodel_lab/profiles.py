@@ -64,9 +64,9 @@ SETTINGS: dict[str, dict[str, dict]] = {
                     trainer_n_train=None),
     },
     "07": {
-        "smoke": dict(dataset="imdb", model="all-MiniLM-L6-v2", n_train=128, n_eval=128,
+        "smoke": dict(dataset="imdb", model="all-MiniLM-L6-v2", n_train=64, n_eval=128,
                       max_length=64, batch_size=16, grad_accum=1, epochs=1, lr=1e-4,
-                      tfidf_n_train=2000, lstm_n_train=256, lstm_max_length=64, lstm_epochs=1,
+                      tfidf_n_train=2000, lstm_n_train=128, lstm_max_length=64, lstm_epochs=1,
                       n_strategy_eval=64),
         "cpu": dict(dataset="imdb", model="all-MiniLM-L6-v2", n_train=4000, n_eval=None,
                     max_length=256, batch_size=16, grad_accum=4, epochs=1, lr=1e-4,

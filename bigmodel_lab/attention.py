@@ -170,6 +170,7 @@ def attention_cost(seq_lens, d_model: int = 256, num_heads: int = 4, repeats: in
     for T in seq_lens:
         q, k, v = (torch.randn(1, num_heads, T, hs, generator=g).to(device) for _ in range(3))
         with torch.no_grad():
+            F.scaled_dot_product_attention(q, k, v)  # warm-up (first calls pick kernels)
             _, weights = scaled_dot_product_attention(q, k, v)  # warm-up, and the real tensor
             weights_mb = weights.numel() * weights.element_size() / 2**20
             del weights

@@ -12,19 +12,16 @@ The result is merged into results/bench.json under the key "encoder_forward".
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import torch
+from benchjson import BENCH_JSON, machine, merge
 
 from bigmodel_lab.models import packaged_model_path
 from bigmodel_lab.transformer import encoder_from_pretrained
 
 KEY = "encoder_forward"
-BENCH_JSON = Path(__file__).resolve().parent.parent / "results" / "bench.json"
 
 
 def best_time(fn, repeats: int) -> float:
@@ -67,24 +64,13 @@ def run(batch: int = 32, length: int = 128, repeats: int = 5, threads: int | Non
         "length": length,
         "threads": torch.get_num_threads(),
         "device": "cpu",
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
+        "machine": machine(),
         "transformers_bert_ms": 1000 * hf_s,
         "from_scratch_ms": 1000 * ours_s,
         "ratio_from_scratch_over_hf": ours_s / hf_s,
         "target_ratio": 1.2,
         "max_abs_diff": max_diff,
     }
-
-
-def merge_into_bench_json(result: dict, key: str = KEY, path: Path = BENCH_JSON) -> None:
-    """Update one key of results/bench.json, keeping the others (atomic replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = result
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -103,7 +89,7 @@ def main() -> None:
     print(f"ratio         {result['ratio_from_scratch_over_hf']:8.2f}x ({verdict} the 1.2x target)"
           f" | max |diff| {result['max_abs_diff']:.1e} | {result['threads']} threads")
     if not args.no_save:
-        merge_into_bench_json(result)
+        merge(KEY, result)
         print(f"saved under {KEY!r} in {BENCH_JSON}")
 
 

@@ -359,17 +359,20 @@ def peak_memory_during(fn, device: str = "cpu", interval_s: float = 0.002) -> tu
     return float(peak[0] - base), out
 
 
-def measured_training_memory(model, batch: dict, lr: float = 1e-5) -> dict[str, float]:
+def measured_training_memory(model, batch: dict, lr: float = 1e-5,
+                             restore: bool = True) -> dict[str, float]:
     """Bytes actually held during one AdamW training step on `batch` (with labels):
     weights, gradients and optimizer states summed over their tensors, activations saved for
     backward (`saved_activation_bytes`), and the peak extra memory the step needed
-    (`peak_memory_during`). The model is left unchanged (the step is undone)."""
+    (`peak_memory_during`). With `restore` the step is undone afterwards (at the cost of one
+    copy of the weights); pass False for a throw-away copy of the model."""
     import copy
 
     import torch
 
     device = next(model.parameters()).device.type
-    state = copy.deepcopy(model.state_dict())
+    model.zero_grad(set_to_none=True)
+    state = copy.deepcopy(model.state_dict()) if restore else None
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     activations = [0]
@@ -391,6 +394,8 @@ def measured_training_memory(model, batch: dict, lr: float = 1e-5) -> dict[str, 
         peak_step=peak,
     )
     model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)
+    optimizer.state.clear()
+    if state is not None:
+        model.load_state_dict(state)
     model.eval()
     return result

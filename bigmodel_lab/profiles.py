@@ -119,7 +119,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=512,
                     max_length=64, batch_size=32, batch_sizes=(1, 8, 32), repeats=10,
                     try_compile=True, n_requests=300, concurrency=(1, 4, 16), time_limit_s=60,
-                    n_reviews=None, cost_batch=16),
+                    n_reviews=None, cost_batch=8),
         "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
                     max_length=128, batch_size=32, batch_sizes=(1, 8, 32, 128), repeats=20,
                     try_compile=True, n_requests=1000, concurrency=(1, 8, 32), time_limit_s=120,

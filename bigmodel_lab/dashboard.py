@@ -127,8 +127,18 @@ def _first_column(frame: pd.DataFrame, patterns: tuple[str, ...]) -> str | None:
 LATENCY_COLUMNS = (r"metrics\.latency_ms", r"metrics\.latency_median_ms",
                    r"metrics\.median_ms", r"(metrics|extra)\..*latency.*_ms")
 SIZE_COLUMNS = (r"metrics\.size_mb", r"(metrics|extra)\..*size_mb")
-VARIANT_COLUMNS = ["notebook", "task", "model", "profile", "device", "data_source", "accuracy",
-                   "latency_ms", "size_mb", "time"]
+VARIANT_COLUMNS = ["notebook", "task", "model", "profile", "device", "shape", "data_source",
+                   "accuracy", "latency_ms", "size_mb", "time"]
+GROUP = ["task", "profile", "device", "shape"]  # latencies are comparable within one group
+
+
+def _coalesce(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """The first non-missing value of `columns`, row by row (NaN when none has one)."""
+    out = pd.Series(np.nan, index=frame.index, dtype=float)
+    for column in columns:
+        if column in frame:
+            out = out.fillna(pd.to_numeric(frame[column], errors="coerce"))
+    return out
 
 
 def variants(ledger: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str | None]]:
@@ -144,9 +154,14 @@ def variants(ledger: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str | None]]
     frame = ledger[_metric(ledger, "accuracy").notna() & ledger[latency].notna()].copy()
     frame["accuracy"] = frame["metrics.accuracy"]
     frame["latency_ms"] = frame[latency]
-    frame["size_mb"] = frame[size] if size else np.nan
+    frame["size_mb"] = _coalesce(frame, ["metrics.size_mb", "extra.size_mb"])
+    # Latencies compare only at one batch shape: batch x length, as the notebooks recorded it.
+    batch = _coalesce(frame, ["extra.bench_batch", "extra.batch_size"])
+    length = _coalesce(frame, ["extra.bench_len", "extra.seq_len"])
+    frame["shape"] = [f"{int(b)} x {int(t)}" if b == b and t == t else "unknown"
+                      for b, t in zip(batch, length)]
     keep = VARIANT_COLUMNS
-    frame = frame.sort_values("time").groupby(["task", "model", "profile", "device"],
+    frame = frame.sort_values("time").groupby(["task", "model", "profile", "device", "shape"],
                                               as_index=False).tail(1)
     return frame[keep].reset_index(drop=True), {"latency": latency, "size": size}
 
@@ -164,8 +179,9 @@ def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
 
 
 def plot_pareto(frame: pd.DataFrame, ax=None):
-    """Accuracy against latency of each variant (one task, profile and device at a time, since
-    latencies are only comparable on one machine), front marked, size as point area."""
+    """Accuracy against latency of each variant (one task, profile, device and batch shape at a
+    time, since latencies are only comparable on one machine at one shape), front marked, size
+    as point area."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -248,8 +264,9 @@ def export_html(ledger: pd.DataFrame, path: str | Path | None = None,
     if not frame.empty:
         parts.append("<h2>Compression and inference variants</h2>")
         parts.append(f"<p>Latency column: {used['latency']}; size column: {used['size']}.</p>")
-        for (task, profile, device), group in frame.groupby(["task", "profile", "device"]):
-            parts.append(f"<h3>{html.escape(str(task))}, {profile} profile, {device}</h3>")
+        for (task, profile, device, shape), group in frame.groupby(GROUP):
+            parts.append(f"<h3>{html.escape(str(task))}, {profile} profile, {device}, "
+                         f"batch {shape} tokens</h3>")
             parts.append(_table_html(group.drop(columns=["time"])))
             if len(group) > 1:
                 ax = plot_pareto(group)

@@ -59,6 +59,17 @@ def test_variants_use_latency_and_size_columns_and_report_which():
     assert sorted(frame["model"]) == ["fp32", "int8"]
 
 
+def test_variants_measured_at_different_batch_shapes_are_kept_apart():
+    cfg = Config(notebook="11", profile="cpu", device="cpu")
+    for model, batch, length in [("a", 32, 128), ("b", 32, 64)]:
+        results.record(cfg, task="sst2", model=model, data_source="offline",
+                       metrics={"accuracy": 0.8, "latency_ms": 10.0},
+                       extra={"bench_batch": batch, "bench_len": length})
+    frame, _ = dashboard.variants(dashboard.load())
+    assert sorted(frame["shape"]) == ["32 x 128", "32 x 64"]
+    assert len(list(frame.groupby(dashboard.GROUP))) == 2
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(1, 100), st.floats(0, 1)), min_size=1, max_size=12))
 def test_pareto_front_points_are_undominated_and_the_rest_dominated(points):

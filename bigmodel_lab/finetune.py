@@ -68,23 +68,33 @@ def check_labels(labels) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- tokenization
-def encode(texts, tokenizer, max_length: int = 128, strategy: str = "head") -> list[list[list[int]]]:
+def encode(texts, tokenizer, max_length: int = 128, strategy: str = "head",
+           chunk_size: int = 1000) -> list[list[list[int]]]:
     """Token ids per text, as a list of windows (one window unless strategy="chunk").
 
     Windows carry [CLS]/[SEP] and hold at most `max_length` ids; no padding here (the collate
-    function pads each batch to its own longest row)."""
+    function pads each batch to its own longest row). Texts are tokenized `chunk_size` at a
+    time and cut to their windows at once, so a long corpus never sits in memory untruncated."""
     texts = check_texts(texts)
     longtext.check_strategy(strategy)
-    if strategy == "head":
-        # The tokenizer truncates as it goes: a 10 MB string costs no more than max_length.
-        ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-        return [[row] for row in ids]
-    ids = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    return [longtext.windows(row, tokenizer, max_length, strategy) for row in ids]
+    out: list[list[list[int]]] = []
+    lean = dict(return_attention_mask=False, return_token_type_ids=False)
+    for start in range(0, len(texts), chunk_size):
+        part = texts[start : start + chunk_size]
+        if strategy == "head":
+            # The tokenizer truncates as it goes: a 10 MB string costs no more than max_length.
+            ids = tokenizer(part, truncation=True, max_length=max_length, **lean)["input_ids"]
+            out.extend([row] for row in ids)
+        else:
+            ids = tokenizer(part, add_special_tokens=False, truncation=False, **lean)["input_ids"]
+            out.extend(longtext.windows(row, tokenizer, max_length, strategy) for row in ids)
+    return out
 
 
 def tokenize_split(ds, tokenizer, max_length: int = 128, strategy: str = "head"):
-    """A `datasets.Dataset` with text/label -> one with input_ids and label (unpadded)."""
+    """A `datasets.Dataset` with text/label -> one with input_ids and label (unpadded).
+
+    Ids are written batch by batch into the dataset's Arrow table (compact, off the Python heap)."""
     from .data import check_columns
 
     check_columns(ds)
@@ -92,10 +102,20 @@ def tokenize_split(ds, tokenizer, max_length: int = 128, strategy: str = "head")
     if strategy == "chunk":
         raise ValueError("Train on one window per text (strategy 'head' or 'head+tail'); "
                          "chunk-and-average is an inference-time strategy (predict_proba).")
-    windows = encode(ds["text"], tokenizer, max_length, strategy)
-    return ds.remove_columns([c for c in ds.column_names if c != "label"]).add_column(
-        "input_ids", [w[0] for w in windows]
-    )
+
+    def ids(batch):
+        return {"input_ids": [w[0] for w in encode(batch["text"], tokenizer, max_length, strategy)]}
+
+    return ds.map(ids, batched=True, batch_size=1000,
+                  remove_columns=[c for c in ds.column_names if c != "label"])
+
+
+def token_lengths(tokenized) -> np.ndarray:
+    """Length of every row of `input_ids`, read from Arrow without building Python lists."""
+    import pyarrow.compute as pc
+
+    column = tokenized.with_format("arrow")[:]["input_ids"]
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False)
 
 
 def collate(rows: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
@@ -164,7 +184,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 def make_loader(tokenized, tokenizer, batch_size: int, shuffle: bool = True,
                 group_by_length: bool = True, rank: int = 0, world_size: int = 1) -> DataLoader:
     """DataLoader over a tokenized split: length-grouped batches, padded per batch."""
-    lengths = [len(ids) for ids in tokenized["input_ids"]]
+    lengths = token_lengths(tokenized)
     sampler = LengthGroupedBatchSampler(lengths, batch_size, shuffle=shuffle,
                                         group_by_length=group_by_length, rank=rank,
                                         world_size=world_size)

@@ -272,9 +272,11 @@ def head_importance(model: nn.Module, batches: Sequence[dict]) -> torch.Tensor:
     """Importance of every attention head, shape (num_layers, num_heads).
 
     Michel et al. (2019): put a gate xi_h = 1 on each head's output and score
-    I_h = | sum over examples of dL/dxi_h |, the first-order change in loss if the head were
-    removed. Each batch is a dict with input_ids, attention_mask and labels. Scores are
-    normalised per layer (L2), as in the paper."""
+    I_h = E_x | dL(x)/dxi_h |, the expected first-order change in loss if the head were
+    removed. The absolute value is taken per batch before averaging (as in the paper's code),
+    so gradients of opposite sign on different batches do not cancel. Each batch is a dict
+    with input_ids, attention_mask and labels. Scores are normalised per layer (L2), as in
+    the paper."""
     layers = _layers(model)
     num_heads = model.config.num_attention_heads
     gates = torch.ones(len(layers), num_heads, requires_grad=True)
@@ -291,16 +293,17 @@ def head_importance(model: nn.Module, batches: Sequence[dict]) -> torch.Tensor:
         hooks.append(attention.register_forward_hook(gate_heads))
     was_training = model.training
     model.eval()  # no dropout while scoring
+    scores = torch.zeros(len(layers), num_heads)
     try:
         for batch in batches:
-            loss = model(**batch).loss
-            loss.backward()
+            model(**batch).loss.backward()
+            scores += gates.grad.abs()
+            gates.grad = None
     finally:
         for hook in hooks:
             hook.remove()
         model.train(was_training)
         model.zero_grad(set_to_none=True)
-    scores = gates.grad.abs()
     return scores / scores.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 

@@ -386,6 +386,11 @@ class Encoder(nn.Module):
         self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_position == "pre" else None
         self.apply(_init_weights)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live, as on Hugging Face models (`models.embed` reads it)."""
+        return self.embeddings.token.weight.device
+
     def forward(
         self,
         input_ids: torch.Tensor,

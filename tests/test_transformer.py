@@ -152,6 +152,14 @@ def test_encoder_with_bert_weights_matches_transformers(minilm):
             assert (ours - ref).abs().max() < 1e-4
 
 
+def test_models_embed_gives_the_same_sentence_embeddings_for_our_encoder(minilm):
+    from bigmodel_lab.models import embed
+
+    hf, tok, path = minilm
+    enc = load_bert_weights(Encoder(TransformerConfig.from_bert(hf.config)), path).eval()
+    texts = ["A tiny test.", "Attention is all you need, they said."]
+    assert abs(embed(enc, tok, texts) - embed(hf, tok, texts)).max() < 1e-4
+
 def test_mismatching_checkpoint_names_the_first_bad_key(minilm):
     hf, _, _ = minilm
     state = dict(hf.state_dict())

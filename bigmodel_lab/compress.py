@@ -209,6 +209,46 @@ def evaluate_predict(predict: PredictFn, split) -> dict:
             "f1": float(f1_score(labels, preds, average="macro"))}
 
 
+def accuracy(model: nn.Module, tokenizer, split, max_length: int, batch_size: int = 32
+             ) -> float:
+    """Test accuracy of a Hugging Face classifier on a split (`evaluate_predict` on the model,
+    batches formed by length as in `finetune.predict_proba`)."""
+    from .finetune import predict_proba
+
+    def predict(texts: Sequence[str]) -> np.ndarray:
+        return predict_proba(model, tokenizer, texts, max_length, batch_size)
+
+    return evaluate_predict(predict, split)["accuracy"]
+
+
+def latency_ms(model: nn.Module, batch: dict, **kwargs) -> float:
+    """Median latency (ms) of one forward pass on `batch` (see `torch_latency`)."""
+    return torch_latency(model, batch, **kwargs).median_ms
+
+
+def compressed_mb(model: nn.Module, level: int = 1) -> float:
+    """Size (MB) of the serialized weights after zlib at `level`: what a general-purpose
+    compressor makes of them. Zeros compress well; a dense float32 array barely does."""
+    import zlib
+
+    buffer = io.BytesIO()
+    torch.save(_plain_state_dict(model), buffer)
+    return len(zlib.compress(buffer.getvalue(), level)) / 1e6
+
+
+def recover(model: nn.Module, tokenizer, dsd, steps: int, max_length: int, batch_size: int,
+            lr: float = 5e-5, seed: int = 0) -> nn.Module:
+    """A short recovery fine-tune: `steps` optimizer steps on dsd["train"] (the book's
+    training loop, no evaluation). Pruning masks stay attached, so pruned weights stay zero."""
+    if steps < 1:
+        raise ValueError(f"steps is the number of optimizer steps, at least 1; got {steps}.")
+    from . import finetune
+
+    config = finetune.finetune_config(max_steps=steps, lr=lr, seed=seed, progress=False)
+    finetune.finetune(model, tokenizer, dsd, config, max_length, batch_size, eval_split=None)
+    return model.cpu().eval()
+
+
 # ---------------------------------------------------------------------------------------
 # Unstructured magnitude pruning (torch.nn.utils.prune)
 # ---------------------------------------------------------------------------------------
@@ -531,7 +571,14 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike,
         raise FileNotFoundError(f"{src} does not exist: run export_onnx first.")
     dst.parent.mkdir(parents=True, exist_ok=True)
     kwargs = {"op_types_to_quantize": list(op_types)} if op_types else {}
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, **kwargs)
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # ORT's "consider pre-processing" hint is advice, not a fault
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, **kwargs)
+    finally:
+        logging.disable(previous)
     if dst.parent != src.parent:  # keep tokenizer + meta beside the quantized graph too
         import shutil
 

@@ -486,3 +486,239 @@ def check_cached_greedy(fn: Callable, quiet: bool = False) -> CheckResult:
         return "same tokens as recomputing, with one new position per step."
 
     return _run_check(body, quiet)
+
+
+# --- notebooks 08-10: compression -----------------------------------------------------------
+
+
+def _tiny_classifier(layers: int = 2, heads: int = 4, seed: int = 0):
+    """A tiny randomly initialised BERT classifier: fast ground for checking compression code."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=64,
+                        max_position_embeddings=32, num_labels=2)
+    return BertForSequenceClassification(config).eval()
+
+
+def check_random_heads(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(scores, n, seed) -> {layer: [heads]}: n heads picked at random, one kept per layer."""
+
+    def body() -> str:
+        scores = torch.linspace(0.0, 1.0, 72).reshape(6, 12)  # a fixed importance grid
+        picks = [_call(fn, scores, 30, seed) for seed in (0, 1)]
+        for heads in picks:
+            if not isinstance(heads, dict):
+                raise _Failed(f"return a dict {{layer: [head indices]}}, got {type(heads).__name__}.")
+            flat = [(layer, h) for layer, hs in heads.items() for h in hs]
+            if len(flat) != 30 or len(set(flat)) != 30:
+                raise _Failed(f"asked for 30 distinct heads, got {len(set(flat))} distinct "
+                              f"out of {len(flat)}.")
+            if any(not 0 <= layer < 6 or not 0 <= h < 12 for layer, h in flat):
+                raise _Failed("a layer or head index is out of range for a (6, 12) score grid.")
+            if any(len(hs) >= 12 for hs in heads.values()):
+                raise _Failed("a layer lost all its heads: keep at least one per layer "
+                              "(compress.least_important_heads on random scores does).")
+        as_sets = [{(layer, h) for layer, hs in p.items() for h in hs} for p in picks]
+        if as_sets[0] == as_sets[1]:
+            raise _Failed("seeds 0 and 1 chose the same heads: is the choice really random?")
+        if as_sets[0] == {(layer, h) for layer, hs in
+                          _least_important(scores, 30).items() for h in hs}:
+            raise _Failed("these are the least important heads, not random ones.")
+        return "n distinct heads, at least one left per layer, a different choice per seed."
+
+    return _run_check(body, quiet)
+
+
+def _least_important(scores: torch.Tensor, n: int) -> dict:
+    from .compress import least_important_heads
+
+    return least_important_heads(scores, n)
+
+
+def check_per_layer_pruning(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(model, amount) -> model with `amount` of every encoder Linear's weights zeroed."""
+    from .compress import encoder_linears
+
+    def body() -> str:
+        model = _call(fn, _tiny_classifier(), 0.7)
+        if model is None or not hasattr(model, "modules"):
+            raise _Failed("return the pruned model.")
+        for module, name in encoder_linears(model):
+            share = float((getattr(module, name) == 0).float().mean())
+            expected = round(0.7 * module.weight.numel()) / module.weight.numel()
+            if abs(share - expected) > 1e-6:
+                raise _Failed(f"a {tuple(module.weight.shape)} layer has {share:.1%} zeros, "
+                              f"expected {expected:.1%}: prune each layer separately "
+                              "(prune.l1_unstructured per module), not globally.")
+        return "every encoder Linear has exactly 70% zeros."
+
+    return _run_check(body, quiet)
+
+
+def check_heads_removed(model, n_removed: int, quiet: bool = False) -> CheckResult:
+    """After recovery the model still lacks `n_removed` heads (its speed-up is kept) and carries
+    no pruning masks."""
+    from .compress import _layers
+
+    def body() -> str:
+        if not isinstance(model, torch.nn.Module):
+            raise _Failed("pass the recovered model (a torch.nn.Module), not "
+                          f"{type(model).__name__}.")
+        layers = _layers(model)
+        total = len(layers) * model.config.num_attention_heads
+        alive = sum(layer.attention.self.num_attention_heads for layer in layers)
+        if total - alive != n_removed:
+            raise _Failed(f"the model has {alive} of {total} heads, so {total - alive} removed; "
+                          f"expected {n_removed}. Recover the model returned by remove_heads.")
+        if any(hasattr(m, "weight_mask") for m in model.modules()):
+            raise _Failed("the model carries pruning masks: remove heads, not individual weights.")
+        return f"{n_removed} heads still removed after recovery: the smaller matrices stay small."
+
+    return _run_check(body, quiet)
+
+
+def check_affine_vs_symmetric(errors: dict, x: torch.Tensor, quiet: bool = False) -> CheckResult:
+    """errors = {"affine": mean |error|, "symmetric": mean |error|} of int8 round trips of x."""
+    from .compress import dequantize_int8, int8_params, quantize_int8
+
+    def body() -> str:
+        if not isinstance(errors, dict) or set(errors) != {"affine", "symmetric"}:
+            raise _Failed('fill `errors` as {"affine": ..., "symmetric": ...}.')
+        for name, symmetric in (("affine", False), ("symmetric", True)):
+            s, z = int8_params(x, symmetric=symmetric)
+            want = float((dequantize_int8(quantize_int8(x, s, z), s, z) - x).abs().mean())
+            got = float(errors[name])
+            if not math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-9):
+                raise _Failed(f"{name}: you have {got:.3e}, the reference round trip gives "
+                              f"{want:.3e} (mean of |dequantize(quantize(x)) - x|, "
+                              f"int8_params(x, symmetric={symmetric})).")
+        return (f"affine {errors['affine']:.2e} vs symmetric {errors['symmetric']:.2e} "
+                "mean |error|.")
+
+    return _run_check(body, quiet)
+
+
+def check_quantize_per_row(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(W) -> dequantized W with one affine int8 scale and zero-point per output row."""
+    from .compress import dequantize_int8, int8_params, quantize_int8
+
+    def body() -> str:
+        W = torch.randn(6, 40, generator=torch.Generator().manual_seed(0))
+        W[2] *= 50  # one row with a much larger range
+        got = _as_tensor(_call(fn, W.clone()), "The dequantized matrix")
+        if got.shape != W.shape:
+            raise _Failed(f"shape {tuple(got.shape)}, expected the input's {tuple(W.shape)}.")
+        want = torch.stack([dequantize_int8(quantize_int8(r, *int8_params(r)), *int8_params(r))
+                            for r in W])
+        if not _same(got, want, 1e-5):
+            s, z = int8_params(W)
+            whole = dequantize_int8(quantize_int8(W, s, z), s, z)
+            if _same(got, whole, 1e-5):
+                raise _Failed("this is one scale for the whole matrix: compute int8_params "
+                              "for each row W[i] separately.")
+            raise _Failed("differs from the per-row reference: quantize each row with its own "
+                          "int8_params(row), then dequantize it with the same scale and zero-point.")
+        return "matches the per-row reference; the large row no longer coarsens the others."
+
+    return _run_check(body, quiet)
+
+
+def check_bench_batch(batch: dict, batch_size: int, seq_len: int, quiet: bool = False
+                      ) -> CheckResult:
+    """batch: a benchmark batch (input_ids, attention_mask) of exactly batch_size x seq_len."""
+
+    def body() -> str:
+        if not isinstance(batch, dict) or "input_ids" not in batch:
+            raise _Failed("pass the dict from compress.fixed_batch (input_ids, attention_mask).")
+        shape = tuple(batch["input_ids"].shape)
+        if shape != (batch_size, seq_len):
+            raise _Failed(f"input_ids has shape {shape}, expected ({batch_size}, {seq_len}): "
+                          f"compress.fixed_batch(tokenizer, texts, {batch_size}, {seq_len}).")
+        return f"benchmark batch of {batch_size} x {seq_len} tokens."
+
+    return _run_check(body, quiet)
+
+
+def check_head_kept_fp32(model, quiet: bool = False) -> CheckResult:
+    """Every encoder Linear int8 (dynamic), the classifier head still a float nn.Linear."""
+    from torch import nn
+    from torch.ao.nn.quantized import dynamic as qdynamic
+
+    def body() -> str:
+        head = getattr(model, "classifier", None)
+        if type(head) is not nn.Linear:
+            raise _Failed(f"the classifier is {type(head).__name__}, expected a float nn.Linear: "
+                          "leave 'classifier' out of the names you pass to quantize_dynamic.")
+        encoder = [(n, m) for n, m in model.named_modules() if ".layer." in f".{n}."
+                   and isinstance(m, (nn.Linear, qdynamic.Linear))]
+        fp32 = [n for n, m in encoder if type(m) is nn.Linear]
+        if not encoder or fp32:
+            raise _Failed(f"{len(fp32)} encoder Linear layers are still fp32 (e.g. "
+                          f"{fp32[:1]}): include every encoder Linear name.")
+        return f"{len(encoder)} encoder Linear layers int8, the classifier head fp32."
+
+    return _run_check(body, quiet)
+
+
+def check_by_temperature(by_temperature: dict, quiet: bool = False) -> CheckResult:
+    """by_temperature = {1.0: accuracy, 4.0: accuracy} of students distilled at T = 1 and 4."""
+
+    def body() -> str:
+        if not isinstance(by_temperature, dict) or {1, 4} - set(by_temperature):
+            raise _Failed("fill `by_temperature` with the keys 1.0 and 4.0 (the temperatures).")
+        for T, acc in by_temperature.items():
+            if not 0.0 <= float(acc) <= 1.0:
+                raise _Failed(f"T={T}: {acc} is not an accuracy in [0, 1].")
+        better = max(by_temperature, key=by_temperature.get)
+        return (f"T=1: {by_temperature[1]:.3f}, T=4: {by_temperature[4]:.3f}; "
+                f"T={better:g} is the higher here.")
+
+    return _run_check(body, quiet)
+
+
+def check_soft_loss(fn: Callable, quiet: bool = False) -> CheckResult:
+    """fn(student_logits, teacher_logits, T) -> T^2 KL(softmax(z_t/T) || softmax(z_s/T)), batch mean."""
+    from .distill import distillation_loss
+
+    def body() -> str:
+        g = torch.Generator().manual_seed(0)
+        z_s, z_t = torch.randn(5, 3, generator=g), 3 * torch.randn(5, 3, generator=g)
+        labels = torch.zeros(5, dtype=torch.long)
+        for T in (1.0, 4.0):
+            want = distillation_loss(z_s, z_t, labels, T, alpha=1.0)
+            got = _as_tensor(_call(fn, z_s, z_t, T), "The loss")
+            if got.numel() != 1:
+                raise _Failed(f"return one number (the batch mean), got shape {tuple(got.shape)}.")
+            if _same(got.reshape(()), want / T**2, 1e-5) and T != 1:
+                raise _Failed(f"at T={T:g} you are off by T^2 = {T**2:g}: multiply the KL term by T^2.")
+            if not _same(got.reshape(()), want, 1e-5):
+                raise _Failed(f"at T={T:g}: {got.item():.4f}, expected {want.item():.4f}. "
+                              "KL(teacher || student) = sum p_t (log p_t - log p_s) over classes, "
+                              "both at temperature T, mean over the batch.")
+        return "matches distill.distillation_loss with alpha = 1."
+
+    return _run_check(body, quiet)
+
+
+def check_student_layers(student, teacher, layers, quiet: bool = False) -> CheckResult:
+    """An untrained student keeps exactly the teacher's `layers`, copied weight for weight."""
+    from .compress import _layers
+
+    def body() -> str:
+        if not isinstance(student, torch.nn.Module):
+            raise _Failed(f"pass the student model (a torch.nn.Module), not {type(student).__name__}.")
+        got, source = _layers(student), _layers(teacher)
+        if len(got) != len(layers):
+            raise _Failed(f"the student has {len(got)} layers, expected {len(layers)}.")
+        for new, old in enumerate(layers):
+            a = got[new].attention.self.query.weight
+            b = source[old].attention.self.query.weight
+            if a.shape != b.shape or not torch.equal(a.detach().cpu(), b.detach().cpu()):
+                raise _Failed(f"student layer {new} is not a copy of teacher layer {old}: "
+                              f"build it with distill.make_student(teacher, {tuple(layers)}) "
+                              "and check it before training.")
+        return f"{len(layers)} layers copied from teacher layers {tuple(layers)}."
+
+    return _run_check(body, quiet)

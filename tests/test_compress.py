@@ -226,3 +226,55 @@ def test_trimmed_vocabulary_gives_the_same_outputs_on_the_texts_it_kept():
     torch.testing.assert_close(model(**unseen).logits, model(**unk).logits)
     with pytest.raises(ValueError, match="already trimmed"):
         compress.trim_vocabulary(model, tokenizer, texts)
+
+
+def _packaged_tiny():
+    from transformers import BertTokenizerFast
+
+    from bigmodel_lab.models import packaged_model_path
+
+    tokenizer = BertTokenizerFast.from_pretrained(packaged_model_path())
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=64, num_labels=2)).eval()
+    return model, tokenizer
+
+
+def test_accuracy_agrees_with_finetune_evaluate():
+    import datasets
+
+    from bigmodel_lab import finetune
+
+    model, tokenizer = _packaged_tiny()
+    split = datasets.Dataset.from_dict({"text": ["good", "bad film", "fine", "awful"],
+                                        "label": [1, 0, 1, 0]})
+    expected = finetune.evaluate(model, tokenizer, split, 16, 2)["accuracy"]
+    assert compress.accuracy(model, tokenizer, split, 16, 2) == pytest.approx(expected)
+
+
+def test_latency_ms_is_the_median_of_torch_latency():
+    ms = compress.latency_ms(tiny_bert(), batch(), repeats=3, warmup=1)
+    assert ms > 0
+
+
+def test_zeros_shrink_the_compressed_size_but_not_the_plain_size():
+    dense = tiny_bert()
+    sparse = compress.magnitude_prune(tiny_bert(), 0.9)
+    assert compress.size_mb(sparse) == pytest.approx(compress.size_mb(dense), rel=0.01)
+    assert compress.compressed_mb(sparse) < 0.8 * compress.compressed_mb(dense)
+
+
+def test_recover_trains_and_keeps_pruned_weights_at_zero():
+    import datasets
+
+    model, tokenizer = _packaged_tiny()
+    texts = ["good", "bad film", "fine", "awful", "great fun", "dull"]
+    dsd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"text": texts, "label": [1, 0, 1, 0, 1, 0]})})
+    compress.magnitude_prune(model, 0.5)
+    before = compress.sparsity(model)
+    compress.recover(model, tokenizer, dsd, steps=2, max_length=8, batch_size=2)
+    assert compress.sparsity(model) >= before - 1e-9
+    with pytest.raises(ValueError, match="at least 1"):
+        compress.recover(model, tokenizer, dsd, steps=0, max_length=8, batch_size=2)

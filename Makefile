@@ -62,6 +62,7 @@ outputs: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/readme.py
 
 lint: install
 	$(PY) -m ruff check .

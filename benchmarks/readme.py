@@ -1,0 +1,63 @@
+"""Render results/bench.json as the README's benchmark section (`make bench` updates it).
+
+The README holds the section between two marker lines; `python benchmarks/readme.py` rewrites
+it from bench.json, so the figures shown are always the last measured ones, with the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def render(bench: dict) -> str:
+    rows = ["| benchmark | what is compared | ratio | target |", "|---|---|---|---|"]
+    if enc := bench.get("encoder_forward"):
+        rows.append(f"| encoder forward, batch {enc['batch']} x {enc['length']} | from-scratch "
+                    f"encoder / `transformers.BertModel` (same weights) | "
+                    f"{enc['ratio_from_scratch_over_hf']:.2f}x time | <= {enc['target_ratio']}x |")
+    for row in bench.get("attention", {}).get("rows", []):
+        rows.append(f"| attention, T = {row['seq_len']} | hand-written / fused SDPA | "
+                    f"{row['ratio_hand_over_fused']:.2f}x time | (teaching code) |")
+    for name, row in bench.get("finetune_throughput", {}).get("rows", {}).items():
+        if name != "padded_to_max_length":
+            rows.append(f"| fine-tuning throughput | {name.replace('_', ' ')} / padded to max "
+                        f"length | {row['speedup_vs_padded']:.2f}x faster | - |")
+    q = bench.get("quantized_latency", {})
+    for name, row in q.get("rows", {}).items():
+        if name != "pytorch_eager_fp32":
+            rows.append(f"| classifier latency, batch {q['batch']} x {q['length']} | "
+                        f"{name.replace('_', ' ')} / PyTorch eager fp32 | "
+                        f"{row['speedup_vs_eager_fp32']:.2f}x faster | "
+                        f"{'>= 2x' if 'int8' in name else '-'} |")
+    for row in bench.get("serving", {}).get("rows", []):
+        rows.append(f"| web service, {row['concurrency']} client(s) | p50 / p95 / p99 latency, "
+                    f"requests/s | {row['p50_ms']:.1f} / {row['p95_ms']:.1f} / "
+                    f"{row['p99_ms']:.1f} ms, {row['requests_per_s']:.0f} req/s | - |")
+    m = bench.get("_run_all", {}).get("machine") or (bench.get("encoder_forward") or {}).get(
+        "machine", {})
+    where = (f"Measured on {m.get('cpu', '?')} with {m.get('cores', '?')} cores, "
+             f"{m.get('threads', '?')} threads, torch {m.get('torch', '?')}, "
+             f"GPU: {m.get('gpu') or 'none'}, at {m.get('measured_at', '?')} "
+             "(each row's own machine card is in results/bench.json).")
+    return "\n".join([START, "", *rows, "", where, "", END])
+
+
+def update(readme: Path = ROOT / "README.md", bench_path: Path = ROOT / "results" / "bench.json"
+           ) -> bool:
+    """Rewrite the README section; True when it changed."""
+    text = readme.read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = head + render(json.loads(bench_path.read_text())) + tail
+    readme.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    print("README benchmark section", "updated" if update() else "already current")
+    sys.exit(0)

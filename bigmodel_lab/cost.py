@@ -273,9 +273,10 @@ def implied_utilization(arch: Architecture, run: PublishedRun, peak_flops: float
 
 def scale_table(archs: list[Architecture], tokens: dict[str, float], batch: int, seq_len: int,
                 peak_flops: float, price_per_hour: float, utilization: float = 0.4,
-                mixed_precision: bool = True):
+                mixed_precision: bool = True, gpu_memory_gb: float = 80.0):
     """One row per architecture: parameters, training FLOPs for `tokens[name]`, GPU-hours,
-    money, training memory (batch x seq_len) and inference memory (16-bit, batch 1)."""
+    money, training memory (batch x seq_len), the GPUs of `gpu_memory_gb` needed just to hold
+    it (`min_gpus`), and inference memory (16-bit, batch 1)."""
     import pandas as pd
 
     rows = []
@@ -289,10 +290,39 @@ def scale_table(archs: list[Architecture], tokens: dict[str, float], batch: int,
             model=arch.name, parameters=count_parameters(arch), tokens=tokens[arch.name],
             train_flops=flops, gpu_hours=hours, cost=money(hours, price_per_hour),
             train_memory_gb=train_mem["total"] / 1e9,
-            min_gpus_80gb=math.ceil(train_mem["total"] / 80e9),
+            min_gpus=math.ceil(train_mem["total"] / (gpu_memory_gb * 1e9)),
             inference_memory_gb=inference_memory(arch, 1, seq_len)["total"] / 1e9,
         ))
     return pd.DataFrame(rows)
+
+
+def add_published(runs, archs: list[Architecture], peak_flops: float):
+    """`scale_table` rows plus the published GPU-hours of each model (NaN where none) and the
+    utilization those runs must have reached (`implied_utilization`)."""
+    runs = runs.copy()
+    published = {a.name: PUBLISHED_RUNS.get(a.name) for a in archs}
+    hours = [getattr(published.get(m), "gpu_hours", None) for m in runs["model"]]
+    runs["published_gpu_hours"] = [float("nan") if h is None else h for h in hours]
+    runs["implied_utilization"] = [
+        implied_utilization(a, published[a.name], peak_flops)
+        if published[a.name] and published[a.name].gpu_hours else float("nan") for a in archs]
+    return runs
+
+
+def format_scale_table(runs):
+    """The cost columns of `add_published(scale_table(...))` as short readable strings."""
+    def amount(v: float) -> str:
+        return "-" if math.isnan(v) else f"{v:,.3g}" if v < 100 else f"{v:,.0f}"
+
+    shown = runs[["model", "parameters", "tokens", "train_flops", "gpu_hours", "cost",
+                  "published_gpu_hours", "implied_utilization"]].copy()
+    for column in ["parameters", "tokens", "train_flops"]:
+        shown[column] = shown[column].map("{:.3g}".format)
+    for column in ["gpu_hours", "cost", "published_gpu_hours"]:
+        shown[column] = shown[column].map(amount)
+    shown["implied_utilization"] = shown["implied_utilization"].map(
+        lambda v: "-" if math.isnan(v) else f"{v:.2f}")
+    return shown
 
 
 def saved_activation_bytes(model, forward) -> tuple[int, object]:

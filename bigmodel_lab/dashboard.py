@@ -89,6 +89,30 @@ def tasks(ledger: pd.DataFrame) -> list[str]:
     return seen + [t for t in anchors()["task"].unique() if t not in seen]
 
 
+def best_results(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Per task: this book's best accuracy on the real benchmark, its gap to the best published
+    figure, and (apart, never compared) its best on an offline stand-in dataset."""
+    rows = []
+    for task in tasks(ledger):
+        table = task_table(ledger, task)
+        ours = table[table["source"] == "this book"]
+        published = table[table["source"] == "published"]["accuracy"].max()
+        row = dict(task=task, runs=len(ours), best_published=published)
+        for kind, part in (("benchmark", ours[ours["benchmark"]]),
+                           ("stand_in", ours[~ours["benchmark"].astype(bool)])):
+            best = part.loc[part["accuracy"].idxmax()] if not part.empty else None
+            row[f"best_{kind}"] = None if best is None else (
+                f"{best['accuracy']:.4f} ({best['model']}, {best['profile']})")
+            if kind == "benchmark":
+                row["gap_to_published"] = (published - best["accuracy"]
+                                           if best is not None else None)
+        row["best_stand_in"] = row["best_stand_in"] and (
+            row["best_stand_in"] + ": not comparable, offline stand-in")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["task", "runs", "best_benchmark", "gap_to_published",
+                                       "best_published", "best_stand_in"])
+
+
 def plot_task(ledger: pd.DataFrame, task: str, ax=None):
     """Accuracy of every row of `task_table`: this book's runs coloured by profile (hollow when
     the data is an offline stand-in, not the benchmark), published figures in grey."""

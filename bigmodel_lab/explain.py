@@ -270,8 +270,9 @@ def counterfactual_probe(predict: PredictFn, texts: Sequence[str],
                          swaps: dict[str, dict[str, str]] | None = None):
     """How far P(positive) moves when words that should not matter are swapped.
 
-    One row per swap family: texts affected, mean and max |change| in P(positive), and the
-    share of affected texts whose predicted label flips."""
+    One row per swap family: texts affected, mean and max |change| in P(positive), the share
+    of affected texts whose predicted label flips, and the text that moved most, before and
+    after the swap (`worst_before`, `worst_after`)."""
     import pandas as pd
 
     swaps = swaps or SWAPS
@@ -283,14 +284,16 @@ def counterfactual_probe(predict: PredictFn, texts: Sequence[str],
         changed = [i for i, (a, b) in enumerate(zip(texts, swapped)) if a != b]
         if not changed:
             rows.append(dict(swap=name, texts=0, mean_abs_change=np.nan, max_abs_change=np.nan,
-                             flip_rate=np.nan))
+                             flip_rate=np.nan, worst_before=None, worst_after=None))
             continue
         new = np.asarray(predict([swapped[i] for i in changed]))
         old = base[changed]
         move = np.abs(new[:, 1] - old[:, 1])
+        worst = changed[int(move.argmax())]
         rows.append(dict(swap=name, texts=len(changed), mean_abs_change=float(move.mean()),
                          max_abs_change=float(move.max()),
-                         flip_rate=float((new.argmax(1) != old.argmax(1)).mean())))
+                         flip_rate=float((new.argmax(1) != old.argmax(1)).mean()),
+                         worst_before=texts[worst], worst_after=swapped[worst]))
     return pd.DataFrame(rows)
 
 

@@ -128,3 +128,21 @@ def test_published_llama_runs_imply_a_plausible_utilization():
 def test_bad_inputs_say_what_to_fix(call, fix):
     with pytest.raises(ValueError, match=fix):
         call()
+
+
+def test_scale_table_counts_gpus_of_the_memory_given():
+    small = cost.scale_table([cost.LLAMA_7B], {"LLaMA-7B": 1e12}, 8, 512, 1e15, 2.0,
+                             gpu_memory_gb=40)
+    large = cost.scale_table([cost.LLAMA_7B], {"LLaMA-7B": 1e12}, 8, 512, 1e15, 2.0,
+                             gpu_memory_gb=160)
+    assert small.loc[0, "min_gpus"] >= 4 * large.loc[0, "min_gpus"] - 3
+    assert small.loc[0, "min_gpus"] * 40e9 >= small.loc[0, "train_memory_gb"] * 1e9
+
+
+def test_format_scale_table_marks_models_without_published_hours():
+    archs = [cost.BERT_BASE, cost.LLAMA_7B]
+    tokens = {"BERT-base": 1e9, "LLaMA-7B": cost.PUBLISHED_RUNS["LLaMA-7B"].tokens}
+    runs = cost.add_published(cost.scale_table(archs, tokens, 8, 512, 312e12, 2.0), archs, 312e12)
+    shown = cost.format_scale_table(runs).set_index("model")
+    assert shown.loc["BERT-base", "published_gpu_hours"] == "-"
+    assert shown.loc["LLaMA-7B", "implied_utilization"] == f"{runs.loc[1, 'implied_utilization']:.2f}"

@@ -100,3 +100,12 @@ def test_empty_ledger_gives_empty_tables_with_their_columns():
     assert list(frame.groupby(["task", "profile", "device"])) == []
     assert dashboard.run_costs(ledger).empty and dashboard.summary(ledger).empty
     assert len(dashboard.task_table(ledger, "sst2")) == len(results.anchors("sst2"))
+
+
+def test_best_results_sets_only_benchmark_runs_against_published():
+    record("06", "MiniLM", 0.95)  # offline stand-in: higher, but a different test set
+    record("06", "MiniLM", 0.90, profile="gpu", data="nyu-mll/glue/sst2 from the hub")
+    row = dashboard.best_results(dashboard.load()).set_index("task").loc["sst2"]
+    assert row["best_benchmark"].startswith("0.9000")
+    assert np.isclose(row["gap_to_published"], results.anchors("sst2")["value"].max() - 0.90)
+    assert row["best_stand_in"].startswith("0.9500") and "not comparable" in row["best_stand_in"]

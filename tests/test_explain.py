@@ -124,3 +124,13 @@ def test_typo_probe_starts_with_no_flips(predict):
     table = explain.typo_probe(predict, ["a wonderful film", "terrible acting"], [1, 0],
                                rates=(0.0, 0.5))
     assert table.loc[0, "flip_rate"] == 0.0 and list(table["typo_rate"]) == [0.0, 0.5]
+
+
+def test_counterfactual_probe_shows_the_text_that_moved_most(predict):
+    texts = ["He loved the movie.", "He hated it, he said."]
+    row = explain.counterfactual_probe(predict, texts).set_index("swap").loc["pronouns"]
+    assert row["worst_before"] in texts
+    assert row["worst_after"] == explain.swap_words(row["worst_before"], explain.SWAPS["pronouns"])
+    moves = [abs(predict([explain.swap_words(t, explain.SWAPS["pronouns"])])[0, 1] - predict([t])[0, 1])
+             for t in texts]
+    assert np.isclose(row["max_abs_change"], max(moves))

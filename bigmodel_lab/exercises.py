@@ -722,3 +722,57 @@ def check_student_layers(student, teacher, layers, quiet: bool = False) -> Check
         return f"{len(layers)} layers copied from teacher layers {tuple(layers)}."
 
     return _run_check(body, quiet)
+
+
+# --- notebook 06 -------------------------------------------------------------------------
+
+
+def _nll(probs, labels, t: float) -> float:
+    """Mean negative log-likelihood of `labels` after dividing the log-probabilities by t."""
+    import numpy as np
+
+    z = np.log(np.asarray(probs, dtype=float)) / t
+    z = z - z.max(1, keepdims=True)
+    labels = np.asarray(labels)
+    return float(-(z[np.arange(len(z)), labels] - np.log(np.exp(z).sum(1))).mean())
+
+
+def check_temperature(T, probs, labels, quiet: bool = False) -> CheckResult:
+    """A fitted temperature gives a validation NLL no worse than T = 1."""
+
+    def body() -> str:
+        if T is None:
+            raise _Failed("return a temperature.")
+        if not isinstance(T, (int, float)) or not 0 < float(T):
+            raise _Failed(f"return one positive number, got {T!r}.")
+        fitted, one = _nll(probs, labels, float(T)), _nll(probs, labels, 1.0)
+        if fitted > one + 1e-9:
+            raise _Failed(f"NLL {fitted:.4f} > {one:.4f} at T=1")
+        return f"validation NLL {fitted:.4f} at T={float(T):.2f} (T=1: {one:.4f})."
+
+    return _run_check(body, quiet)
+
+
+def check_length_batches(batches, lengths, batch_size: int, quiet: bool = False) -> CheckResult:
+    """Batches cover every example once and hold less padding than random batches of the same size."""
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+
+    def padding_of(bs) -> int:
+        return int(sum(lengths[b].max() * len(b) - lengths[b].sum() for b in bs if len(b)))
+
+    def body() -> str:
+        if batches is None:
+            raise _Failed("return a list of index lists.")
+        flat = sorted(int(i) for b in batches for i in b)
+        if flat != list(range(len(lengths))):
+            raise _Failed("every example must appear exactly once.")
+        shuffled = np.random.default_rng(0).permutation(len(lengths))
+        random_batches = [shuffled[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+        mine, rand = padding_of([np.asarray(b, dtype=int) for b in batches]), padding_of(random_batches)
+        if mine >= rand:
+            raise _Failed("no less padding than random.")
+        return f"{mine} padding tokens vs {rand} for random batches"
+
+    return _run_check(body, quiet)

@@ -1,4 +1,5 @@
 import dataclasses
+import platform
 
 import numpy as np
 import pytest
@@ -70,3 +71,8 @@ def test_card_shows_profile_device_and_versions(capsys):
 def test_every_notebook_row_has_all_three_profiles():
     for notebook, rows in profiles.SETTINGS.items():
         assert set(rows) == set(profiles.PROFILES), notebook
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="glibc tuning applies on Linux only")
+def test_freed_memory_goes_back_to_the_system_on_linux():
+    assert runtime.return_freed_memory() is True

@@ -50,3 +50,12 @@ def test_embeddings_ignore_padding():
     alone = models.embed(model, tokenizer, ["short"])
     padded = models.embed(model, tokenizer, ["short", "a much longer sentence " * 5])
     assert abs(alone[0] - padded[0]).max() < 1e-4
+
+
+def test_without_attention_dropout_keeps_hidden_dropout():
+    model, _, _ = models.load_pretrained("all-MiniLM-L6-v2")
+    assert models.without_attention_dropout(model) == model.config.num_hidden_layers
+    assert model.config.attention_probs_dropout_prob == 0.0
+    layer = model.bert.encoder.layer[0]
+    assert layer.attention.self.dropout.p == 0.0
+    assert layer.attention.output.dropout.p == model.config.hidden_dropout_prob > 0

@@ -102,13 +102,16 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "10": {  # distillation: the student keeps student_layers of the teacher
         "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=96, n_eval=64, max_length=32,
                       batch_size=16, student_layers=(0, 2, 4), epochs=1, lr=1e-4,
-                      temperature=2.0, alpha=0.5, bench_batch=8, bench_len=32, repeats=2),
+                      temperature=2.0, alpha=0.5, seeds=(0,), bench_batch=8, bench_len=32,
+                      repeats=2),
         "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=64,
                     batch_size=32, student_layers=(0, 2, 4), epochs=2, lr=1e-4,
-                    temperature=2.0, alpha=0.5, bench_batch=32, bench_len=128, repeats=5),
+                    temperature=2.0, alpha=0.5, seeds=(0, 1), bench_batch=32, bench_len=128,
+                    repeats=5),
         "gpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=128,
                     batch_size=32, student_layers=(0, 2, 4), epochs=3, lr=5e-5,
-                    temperature=2.0, alpha=0.5, bench_batch=32, bench_len=128, repeats=20),
+                    temperature=2.0, alpha=0.5, seeds=(0, 1, 2), bench_batch=32, bench_len=128,
+                    repeats=20),
     },
     # 11-12 serve and explain the Part III classifier (same model per profile as 06).
     "11": {  # deployment and cost

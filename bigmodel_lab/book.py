@@ -62,7 +62,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             "int8 scale/zero-point, dynamic int8, ONNX Runtime int8", _b("<1.5 min", "<15 min",
                                                                           "<15 min"), "no"),
     Chapter("10", "knowledge_distillation", "Knowledge distillation",
-            "soft targets, a half-size student, the accuracy-latency Pareto front",
+            "soft targets, a two-layer student, the accuracy-latency Pareto front",
             _b("<1.5 min", "<15 min", "<15 min"), "optional"),
     Chapter("11", "deployment_and_cost", "Deployment and cost",
             "inference engines, a web service, FLOPs/memory/money, data privacy",

@@ -76,3 +76,11 @@ def test_every_notebook_row_has_all_three_profiles():
 @pytest.mark.skipif(platform.system() != "Linux", reason="glibc tuning applies on Linux only")
 def test_freed_memory_goes_back_to_the_system_on_linux():
     assert runtime.return_freed_memory() is True
+
+
+def test_setup_tunes_the_allocator_only_for_notebooks_that_train(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime, "return_freed_memory", lambda: calls.append(1) or True)
+    lab.setup("07", profile="smoke", quiet=True)
+    lab.setup("09", profile="smoke", quiet=True)
+    assert calls == [1] and "07" in profiles.LEAN_MEMORY and "09" not in profiles.LEAN_MEMORY

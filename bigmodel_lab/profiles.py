@@ -82,7 +82,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
                       batch_size=16, sparsities=(0.5,), recover_steps=2, recover_lr=1e-4,
                       score_batches=2, heads_removed=(36,), bench_batch=8, bench_len=32, repeats=2),
         "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=64,
-                    batch_size=32, sparsities=(0.1, 0.3, 0.5, 0.7, 0.9), recover_steps=100,
+                    batch_size=32, sparsities=(0.1, 0.3, 0.5, 0.7, 0.9), recover_steps=200,
                     recover_lr=1e-4, score_batches=16, heads_removed=(0, 18, 36, 54), bench_batch=32,
                     bench_len=128, repeats=5),
         "gpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=None, n_eval=None, max_length=128,

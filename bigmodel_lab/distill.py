@@ -81,7 +81,13 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, dsd, config,
     alpha=0 trains on the labels only (the no-distillation baseline, same loop and data)."""
     from torch.utils.data import DataLoader
 
-    from .finetune import LengthGroupedBatchSampler, collate, evaluate, tokenize_split
+    from .finetune import (
+        LengthGroupedBatchSampler,
+        collate,
+        evaluate,
+        token_lengths,
+        tokenize_split,
+    )
     from .train import fit
 
     train = tokenize_split(dsd["train"], tokenizer, max_length)
@@ -97,7 +103,7 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, dsd, config,
         batch["teacher_logits"] = torch.tensor([r["teacher_logits"] for r in rows])
         return batch
 
-    sampler = LengthGroupedBatchSampler([len(ids) for ids in train["input_ids"]], batch_size)
+    sampler = LengthGroupedBatchSampler(token_lengths(train), batch_size)
     loader = DataLoader(train.with_format(None), batch_sampler=sampler,
                         collate_fn=collate_with_teacher)
 

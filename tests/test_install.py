@@ -50,4 +50,4 @@ def test_readme_starts_with_the_two_commands_and_lists_every_notebook():
     first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
     assert "make lab" in first_block and "make test" in first_block
     assert readme_table() in readme
-    assert len(CHAPTERS) == 14
+    assert len(CHAPTERS) == 18

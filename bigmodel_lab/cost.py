@@ -429,3 +429,41 @@ def measured_training_memory(model, batch: dict, lr: float = 1e-5,
         model.load_state_dict(state)
     model.eval()
     return result
+
+
+# ------------------------------------------------------------------ hardware utilization
+def matmul_peak_flops(n: int = 2048, dtype=None, device: str = "cpu", repeats: int = 5) -> float:
+    """The machine's achievable matmul rate in FLOP/s: the best of `repeats` (n x n) @ (n x n).
+
+    A square matmul does 2 n^3 floating-point operations. This is the denominator of the
+    model-FLOPs utilization below; measure it in the same run as the training it judges.
+    """
+    import time
+
+    import torch
+
+    dtype = dtype or torch.float32
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    a @ b  # warm-up
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def model_flops_utilization(n_params: int, tokens: float, seconds: float,
+                            peak_flops: float) -> float:
+    """MFU: achieved training FLOP/s (6 x parameters x tokens / seconds) over the peak.
+
+    6ND counts the forward (2 FLOPs per parameter per token) and the backward (4); it leaves
+    out attention's own T^2 work, so it slightly under-counts for long sequences.
+    """
+    if seconds <= 0 or peak_flops <= 0:
+        raise ValueError(f"seconds and peak_flops must be positive, got {seconds}, {peak_flops}.")
+    return 6 * n_params * tokens / seconds / peak_flops

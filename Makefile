@@ -52,7 +52,8 @@ lab: kernel
 test: install
 	$(PY) -m ruff check .
 	HF_HUB_OFFLINE=1 BIGMODEL_LAB_PROFILE=smoke $(PY) -m pytest tests \
-	  notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+	  notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider \
+	  --durations=10
 
 book: install
 	$(PY) scripts/run_book.py $(NOTEBOOKS)

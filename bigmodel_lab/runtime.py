@@ -147,6 +147,49 @@ def versions() -> dict[str, str]:
     }
 
 
+LOCK_FILE = REPO_ROOT / "requirements" / "constraints.txt"
+
+
+def read_lock(path: str | os.PathLike | None = None) -> dict[str, str]:
+    """{normalized package name: version} from the constraints file (`make lock` writes it)."""
+    path = Path(path) if path else LOCK_FILE
+    if not path.exists():
+        return {}
+    locked = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, ver = line.split("==", 1)
+            locked[_normalize(name)] = ver.split(";")[0].strip()
+    return locked
+
+
+def lock_differences(path: str | os.PathLike | None = None) -> dict[str, tuple[str, str]]:
+    """{package: (locked version, installed version)} for each locked package that differs."""
+    installed = {_normalize(d.metadata["Name"] or ""): d.version for d in metadata.distributions()}
+    return {name: (want, installed.get(name, "not installed"))
+            for name, want in read_lock(path).items() if installed.get(name) != want}
+
+
+def lock_status(path: str | os.PathLike | None = None) -> str:
+    """One line for the card: does the installed set match the lock, and if not, what differs."""
+    if not read_lock(path):
+        return "no lock file to compare with (requirements/constraints.txt is in the repository)"
+    diff = lock_differences(path)
+    if not diff:
+        return "installed packages match the lock (requirements/constraints.txt)"
+    shown = ", ".join(f"{n} {have} (locked {want})" for n, (want, have) in sorted(diff.items())[:6])
+    more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+    return (f"{len(diff)} package(s) differ from the lock: {shown}{more}; the committed outputs "
+            "were made with the locked set (make install restores it)")
+
+
+def _normalize(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def environment_card(cfg: Config) -> str:
     v = versions()
     lines = [
@@ -154,6 +197,7 @@ def environment_card(cfg: Config) -> str:
         f"| {cfg.threads} CPU threads | seed {cfg.seed}",
         f"python {v['python']} | torch {v['torch']} | transformers {v['transformers']} "
         f"| datasets {v['datasets']}",
+        f"packages: {lock_status()}",
     ]
     if SOURCES:
         lines.append(" | ".join(f"{k}: {s}" for k, s in SOURCES.items()))

@@ -51,3 +51,10 @@ def test_readme_starts_with_the_two_commands_and_lists_every_notebook():
     assert "make lab" in first_block and "make test" in first_block
     assert readme_table() in readme
     assert len(CHAPTERS) == 18
+
+
+def test_every_install_route_uses_the_lock():
+    for name in ("Makefile", "environment.yml", "binder/postBuild"):
+        assert "requirements/constraints.txt" in (ROOT / name).read_text(), name
+    lock = (ROOT / "requirements" / "constraints.txt").read_text()
+    assert "make lock" in lock and "\ntorch==" not in lock

@@ -84,3 +84,35 @@ def test_setup_tunes_the_allocator_only_for_notebooks_that_train(monkeypatch):
     lab.setup("07", profile="smoke", quiet=True)
     lab.setup("09", profile="smoke", quiet=True)
     assert calls == [1] and "07" in profiles.LEAN_MEMORY and "09" not in profiles.LEAN_MEMORY
+
+
+def test_card_names_the_package_that_differs_from_the_lock(tmp_path):
+    from bigmodel_lab import runtime
+
+    locked = runtime.read_lock()
+    assert locked, "requirements/constraints.txt should exist (make lock writes it)"
+    lock = tmp_path / "constraints.txt"
+    lines = [f"{name}=={ver}" for name, ver in locked.items()]
+    lines = [line.replace(f"numpy=={locked['numpy']}", "numpy==0.0.1") for line in lines]
+    lock.write_text("\n".join(lines) + "\n")
+    status = runtime.lock_status(lock)
+    assert "1 package(s) differ" in status
+    assert "numpy" in status and "locked 0.0.1" in status and "make install" in status
+
+
+def test_card_says_when_the_installed_set_matches_the_lock(tmp_path):
+    from bigmodel_lab import runtime
+
+    lock = tmp_path / "constraints.txt"
+    import numpy
+
+    lock.write_text(f"# a comment\nnumpy=={numpy.__version__}\n")
+    assert runtime.lock_status(lock).startswith("installed packages match the lock")
+    assert "no lock file" in runtime.lock_status(tmp_path / "missing.txt")
+
+
+def test_lock_leaves_torch_out_so_cuda_users_keep_their_build():
+    from bigmodel_lab import runtime
+
+    assert not {"torch", "triton"} & set(runtime.read_lock())
+    assert not [n for n in runtime.read_lock() if n.startswith("nvidia-")]

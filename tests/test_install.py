@@ -58,3 +58,16 @@ def test_every_install_route_uses_the_lock():
         assert "requirements/constraints.txt" in (ROOT / name).read_text(), name
     lock = (ROOT / "requirements" / "constraints.txt").read_text()
     assert "make lock" in lock and "\ntorch==" not in lock
+
+
+def test_python_range_is_the_same_in_pyproject_and_the_early_check():
+    import re
+    import subprocess
+    import sys
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.11,<3.14"' in pyproject
+    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_python.py")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr  # this interpreter is inside the range
+    assert re.search(r"\(3, 11\) <= .* <= \(3, 13\)", (ROOT / "scripts/check_python.py").read_text())

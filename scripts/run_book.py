@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build"
+BUILD = Path(os.environ.get("BIGMODEL_LAB_BUILD_DIR", ROOT / "build"))  # the browser test: a temp dir
 
 
 def peak_children_mb() -> float:
@@ -46,12 +47,12 @@ def run_one(path: Path, inplace: bool, timeout: int, html: bool) -> dict:
     nbformat.write(nb, out)
     if inplace and status == "ok":
         nbformat.write(nb, path)
-    if html:
-        from nbconvert import HTMLExporter
+    if html:  # titled by the notebook, readable offline (no CDN): see html_export.py
+        from html_export import export_html
 
-        body, _ = HTMLExporter().from_notebook_node(nb)
         (BUILD / "html").mkdir(parents=True, exist_ok=True)
-        (BUILD / "html" / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
+        (BUILD / "html" / path.with_suffix(".html").name).write_text(
+            export_html(nb, path.stem), encoding="utf-8")
     return {"notebook": path.name, "status": status, "seconds": round(seconds, 1),
             "peak_mb": round(peak_children_mb())}
 

@@ -61,6 +61,12 @@ class TransformerConfig:
     activation: str = "gelu"  # "gelu" (exact, BERT) or "gelu_tanh" (GPT-2)
     layer_norm_eps: float = 1e-5
     attention_backend: str = "lab"  # "lab" (Part I function) or "fused" (torch SDPA)
+    # Llama-family switches (Part VI), read by `bigmodel_lab.decoder.Decoder`:
+    norm: str = "layernorm"  # "layernorm" (BERT, GPT-2) or "rmsnorm" (Llama)
+    num_kv_heads: int | None = None  # None: one K/V head per query head; fewer: grouped-query
+    rope_theta: float = 10000.0  # base of the rotary angles (position_embedding="rope")
+    bias: bool = True  # Llama's Linear layers have no bias
+    tie_embeddings: bool = True  # output layer reuses the token embeddings
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -68,11 +74,17 @@ class TransformerConfig:
                 f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}"
                 f" (each head gets hidden_size / num_heads dimensions); change one of them."
             )
+        if self.num_heads % self.kv_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads} must be a multiple of num_kv_heads="
+                f"{self.num_kv_heads} (each K/V head serves a group of query heads)."
+            )
         choices = {
             "norm_position": ("post", "pre"),
-            "position_embedding": ("learned", "sinusoidal"),
-            "activation": ("gelu", "gelu_tanh", "relu"),
+            "position_embedding": ("learned", "sinusoidal", "rope"),
+            "activation": ("gelu", "gelu_tanh", "relu", "swiglu"),
             "attention_backend": BACKENDS,
+            "norm": ("layernorm", "rmsnorm"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -85,6 +97,10 @@ class TransformerConfig:
     @property
     def head_size(self) -> int:
         return self.hidden_size // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
 
     # Shapes of well-known models (weights not included).
     @classmethod
@@ -126,6 +142,14 @@ class TransformerConfig:
             norm_position="post", position_embedding="learned",
         )
         return cls(**{**shape, **overrides})
+
+    @classmethod
+    def from_llama(cls, llama_config: Any, **overrides: Any) -> TransformerConfig:
+        """From a `transformers.LlamaConfig` (or its config.json path / dict): GPT-2's layout
+        with RMSNorm, SwiGLU, rotary positions, grouped-query attention and no biases."""
+        from .convert import llama_config_fields
+
+        return cls(**{**llama_config_fields(llama_config), **overrides})
 
 
 _BERT = dict(vocab_size=30522, context_length=512, num_layers=12, num_heads=12, hidden_size=768,
@@ -613,6 +637,14 @@ def encoder_from_pretrained(path: str | Path, **overrides: Any) -> Encoder:
     """Build an `Encoder` from a BERT model folder (config.json + model.safetensors)."""
     config = TransformerConfig.from_bert(Path(path) / "config.json", **overrides)
     return load_bert_weights(Encoder(config), path).eval()
+
+
+def decoder_from_pretrained(source: Any, **overrides: Any) -> nn.Module:
+    """A from-scratch `decoder.Decoder` holding a Llama-family checkpoint: a LlamaForCausalLM,
+    its state dict or a model folder (see `bigmodel_lab.convert`, where the conversion lives)."""
+    from .convert import decoder_from_pretrained as convert
+
+    return convert(source, **overrides)
 
 
 # --- inspecting and comparing ----------------------------------------------------------------

@@ -47,9 +47,11 @@ def empty_message(folder: str | Path = NOTEBOOKS) -> str:
             "`BIGMODEL_LAB_PROFILE=cpu make book`, then re-run this notebook.")
 
 
-def load(path: str | Path | None = None) -> pd.DataFrame:
-    """The ledger, one row per run, with a `benchmark` column: True only for hub data."""
-    frame = read_ledger(path)
+def load(path: str | Path | None = None, superseded: bool = False) -> pd.DataFrame:
+    """The ledger, one row per recorded result, with a `benchmark` column (True only for hub
+    data). Only the latest run of each notebook and profile is kept (the run whose outputs
+    the notebook shows), unless `superseded=True`."""
+    frame = read_ledger(path, current=not superseded)
     if frame.empty:
         return frame
     frame["benchmark"] = ~frame["data_source"].astype(str).str.contains(
@@ -62,25 +64,63 @@ def _metric(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[column] if column in frame else pd.Series(np.nan, index=frame.index)
 
 
+LOWER_IS_BETTER = ("perplexity", "loss", "latency", "_ms", "seconds", "error")
+TABLE_COLUMNS = ["source", "model", "notebook", "profile", "data", "benchmark", "accuracy",
+                 "se", "metric", "value", "reference"]
+
+
+def headline_metric(ledger: pd.DataFrame, task: str) -> str | None:
+    """The metric a task is judged by: accuracy when its runs recorded one, else the first
+    metric they all recorded (a language model records perplexity, not accuracy)."""
+    if ledger.empty or "task" not in ledger:
+        return "accuracy" if not anchors(task).empty else None
+    rows = ledger[ledger["task"] == task]
+    if _metric(rows, "accuracy").notna().any() or rows.empty:
+        return "accuracy"
+    names = [c.split(".", 1)[1] for c in rows.columns
+             if c.startswith("metrics.") and rows[c].notna().any()]
+    declared = rows["headline"].dropna() if "headline" in rows else pd.Series(dtype=object)
+    names = [n for n in declared.iloc[::-1] if n in names][:1] + names
+    full = [n for n in names if rows[f"metrics.{n}"].notna().all()]
+    return (full or names or [None])[0]
+
+
+def lower_is_better(metric: str | None) -> bool:
+    return metric is not None and any(k in metric for k in LOWER_IS_BETTER)
+
+
+def _standard_error(rows: pd.DataFrame) -> pd.Series:
+    """The recorded standard error of each accuracy, else sqrt(p(1-p)/n) from the test size."""
+    p = _metric(rows, "accuracy")
+    n = _coalesce(rows, ["extra.n_test", "extra.n_eval"])
+    return _metric(rows, "accuracy_se").fillna(np.sqrt(p * (1 - p) / n))
+
+
 def task_table(ledger: pd.DataFrame, task: str) -> pd.DataFrame:
-    """This book's accuracy on `task` (latest run per notebook, model, profile and data source)
-    above the published anchors for the same task."""
+    """This book's headline metric on `task` (latest run per notebook, model, profile and data
+    source) above the published anchors for the same task. `accuracy` and `se` are filled for
+    accuracy tasks; `metric` and `value` name and hold the headline figure for every task."""
     rows = []
-    if not ledger.empty and "task" in ledger:
-        ours = ledger[(ledger["task"] == task) & _metric(ledger, "accuracy").notna()]
-        ours = ours.sort_values("time").groupby(
+    metric = headline_metric(ledger, task)
+    if not ledger.empty and "task" in ledger and metric is not None:
+        ours = ledger[(ledger["task"] == task) & _metric(ledger, metric).notna()]
+        ours = ours.assign(_se=_standard_error(ours)).sort_values("time").groupby(
             ["notebook", "model", "profile", "data_source"], as_index=False).tail(1)
         for _, r in ours.iterrows():
+            value = r[f"metrics.{metric}"]
+            is_acc = metric == "accuracy"
             rows.append(dict(source="this book", model=r["model"], notebook=r["notebook"],
                              profile=r["profile"], data=r["data_source"],
                              benchmark=bool(r["benchmark"]),
-                             accuracy=r["metrics.accuracy"], reference=r["time"][:10]))
-    for _, a in anchors(task).iterrows():
-        rows.append(dict(source="published", model=a["model"], notebook="", profile="",
-                         data=a["split"], benchmark=True, accuracy=a["value"],
-                         reference=a["citation"]))
-    return pd.DataFrame(rows, columns=["source", "model", "notebook", "profile", "data",
-                                       "benchmark", "accuracy", "reference"])
+                             accuracy=value if is_acc else np.nan,
+                             se=r["_se"] if is_acc else np.nan,
+                             metric=metric, value=value, reference=r["time"][:10]))
+    if metric == "accuracy":
+        for _, a in anchors(task).iterrows():
+            rows.append(dict(source="published", model=a["model"], notebook="", profile="",
+                             data=a["split"], benchmark=True, accuracy=a["value"], se=np.nan,
+                             metric="accuracy", value=a["value"], reference=a["citation"]))
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
 def tasks(ledger: pd.DataFrame) -> list[str]:
@@ -90,51 +130,69 @@ def tasks(ledger: pd.DataFrame) -> list[str]:
 
 
 def best_results(ledger: pd.DataFrame) -> pd.DataFrame:
-    """Per task: this book's best accuracy on the real benchmark, its gap to the best published
-    figure, and (apart, never compared) its best on an offline stand-in dataset."""
+    """Per task: this book's best headline figure on the real benchmark, its gap to the best
+    published figure, and (apart, never compared) its best on an offline stand-in dataset."""
     rows = []
     for task in tasks(ledger):
         table = task_table(ledger, task)
+        metric = headline_metric(ledger, task)
+        low = lower_is_better(metric)
         ours = table[table["source"] == "this book"]
-        published = table[table["source"] == "published"]["accuracy"].max()
-        row = dict(task=task, runs=len(ours), best_published=published)
-        for kind, part in (("benchmark", ours[ours["benchmark"]]),
+        published = table[table["source"] == "published"]["value"].max()
+        row = dict(task=task, metric=metric, runs=len(ours), best_published=published)
+        for kind, part in (("benchmark", ours[ours["benchmark"].astype(bool)]),
                            ("stand_in", ours[~ours["benchmark"].astype(bool)])):
-            best = part.loc[part["accuracy"].idxmax()] if not part.empty else None
+            values = part["value"].astype(float)
+            best = part.loc[values.idxmin() if low else values.idxmax()] if not part.empty else None
+            se = "" if best is None or pd.isna(best["se"]) else f" ± {best['se']:.4f}"
             row[f"best_{kind}"] = None if best is None else (
-                f"{best['accuracy']:.4f} ({best['model']}, {best['profile']})")
+                f"{best['value']:.4f}{se} ({best['model']}, {best['profile']})")
             if kind == "benchmark":
-                row["gap_to_published"] = (published - best["accuracy"]
-                                           if best is not None else None)
+                row["gap_to_published"] = (published - best["value"]
+                                           if best is not None and metric == "accuracy" else None)
         row["best_stand_in"] = row["best_stand_in"] and (
             row["best_stand_in"] + ": not comparable, offline stand-in")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["task", "runs", "best_benchmark", "gap_to_published",
-                                       "best_published", "best_stand_in"])
+    return pd.DataFrame(rows, columns=["task", "metric", "runs", "best_benchmark",
+                                       "gap_to_published", "best_published", "best_stand_in"])
 
 
 def plot_task(ledger: pd.DataFrame, task: str, ax=None):
-    """Accuracy of every row of `task_table`: this book's runs coloured by profile (hollow when
-    the data is an offline stand-in, not the benchmark), published figures in grey."""
+    """The headline figure of every row of `task_table` (None when the table is empty: no
+    empty axes): this book's runs coloured by profile, with their 95% interval where known,
+    filled on benchmark data and hollow on an offline stand-in; published figures in grey."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     table = task_table(ledger, task).iloc[::-1].reset_index(drop=True)
+    if table.empty:
+        return None
+    metric = table["metric"].iloc[0]
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.2))
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.6))
     colours = {"smoke": "tab:gray", "cpu": "tab:blue", "gpu": "tab:orange", "": "0.5"}
     for i, r in table.iterrows():
         colour = colours.get(r["profile"], "tab:purple")
-        filled = r["benchmark"]
-        ax.plot(r["accuracy"], i, "o", ms=8, color=colour,
-                markerfacecolor=colour if filled else "white")
+        if r["se"] == r["se"]:
+            ax.errorbar(r["value"], i, xerr=1.96 * r["se"], color=colour, lw=1, capsize=2)
+        ax.plot(r["value"], i, "o", ms=8, color=colour,
+                markerfacecolor=colour if r["benchmark"] else "white")
     labels = [f"{r['model']}" + (f" ({r['profile']}, nb {r['notebook']})" if r["notebook"]
                                  else " (published)") for _, r in table.iterrows()]
     ax.set_yticks(range(len(table)), labels, fontsize=8)
-    ax.set_xlabel("accuracy")
-    title = f"{TASK_NAMES.get(task, task)}: this book vs published"
-    if not (table["source"] == "this book").any():
-        title += " (no run recorded yet)"
-    ax.set_title(title)
+    ax.set_ylim(-0.7, len(table) - 0.3)
+    ax.set_xlabel(metric + (" (bars: 95% interval)" if table["se"].notna().any() else ""))
+    ours = int((table["source"] == "this book").sum())
+    ax.set_title(f"{TASK_NAMES.get(task, task)}: {ours} result(s) of this book"
+                 + (" vs published" if (table["source"] == "published").any() else ""),
+                 fontsize=10)
+    handles = [Line2D([], [], ls="", marker="o", color=colours[p], label=f"this book, {p}")
+               for p in ("cpu", "gpu") if (table["profile"] == p).any()]
+    handles += [Line2D([], [], ls="", marker="o", color="0.4", markerfacecolor="white",
+                       label="hollow: offline stand-in data")] * bool((~table["benchmark"]).any())
+    handles += [Line2D([], [], ls="", marker="o", color="0.5", label="published (benchmark)")] \
+        * bool((table["source"] == "published").any())
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="x", alpha=0.3)
     return ax
 
@@ -204,27 +262,30 @@ def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
 
 def plot_pareto(frame: pd.DataFrame, ax=None):
     """Accuracy against latency of each variant (one task, profile, device and batch shape at a
-    time, since latencies are only comparable on one machine at one shape), front marked, size
-    as point area."""
+    time, since latencies are only comparable on one machine at one shape), front marked.
+    Each variant has its own marker, named in the legend beside the axes, so no two labels
+    can overlap however close the points are."""
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    frame = frame.reset_index(drop=True)
     front = pareto_front(frame["latency_ms"], frame["accuracy"])
-    sizes = frame["size_mb"].fillna(frame["size_mb"].median() if frame["size_mb"].notna().any()
-                                    else 50).to_numpy()
-    ax.scatter(frame["latency_ms"], frame["accuracy"], s=20 + 2 * sizes, alpha=0.6,
-               c=np.where(front, "tab:red", "tab:blue"))
+    markers = "osD^vP*Xh<>p"
+    for i, r in frame.iterrows():
+        size = "" if pd.isna(r.get("size_mb")) else f", {r['size_mb']:.0f} MB"
+        ax.plot(r["latency_ms"], r["accuracy"], markers[i % len(markers)], ms=8,
+                color=plt.cm.tab10(i % 10), markeredgecolor="k" if front[i] else "none",
+                label=f"{r['model']}{size}" + (" (front)" if front[i] else ""))
     order = np.argsort(frame["latency_ms"].to_numpy()[front])
     ax.plot(frame["latency_ms"].to_numpy()[front][order],
-            frame["accuracy"].to_numpy()[front][order], "r--", lw=1, label="Pareto front")
-    for _, r in frame.iterrows():
-        ax.annotate(str(r["model"]), (r["latency_ms"], r["accuracy"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+            frame["accuracy"].to_numpy()[front][order], "k--", lw=1, label="Pareto front")
     ax.set_xlabel("latency per batch (ms)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{int(front.sum())} of {len(frame)} variants are on the Pareto front")
-    ax.legend(loc="lower right")
+    ax.set_title(f"{int(front.sum())} of {len(frame)} variants are on the Pareto front",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(alpha=0.3)
     return ax
 
 
@@ -241,18 +302,18 @@ def run_costs(ledger: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(ledger: pd.DataFrame) -> pd.DataFrame:
-    """Runs per notebook and profile, with the date of the latest."""
+    """Per notebook and profile: the run shown (its id and time) and how many rows it recorded."""
     if ledger.empty:
-        return pd.DataFrame(columns=["notebook", "profile", "runs", "latest"])
-    return (ledger.groupby(["notebook", "profile"]).agg(runs=("time", "size"),
-                                                        latest=("time", "max"))
+        return pd.DataFrame(columns=["notebook", "profile", "run", "rows", "recorded"])
+    return (ledger.groupby(["notebook", "profile"]).agg(run=("run", "last"), rows=("time", "size"),
+                                                        recorded=("time", "max"))
             .reset_index())
 
 
 # ------------------------------------------------------------------- standalone HTML report
 def _figure_html(fig) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     data = base64.b64encode(buffer.getvalue()).decode()
     return f'<img alt="figure" src="data:image/png;base64,{data}">'
 
@@ -282,8 +343,9 @@ def export_html(ledger: pd.DataFrame, path: str | Path | None = None,
         parts.append(f"<h2>{html.escape(TASK_NAMES.get(task, task))}</h2>")
         parts.append(_table_html(task_table(ledger, task)))
         ax = plot_task(ledger, task)
-        parts.append(_figure_html(ax.figure))
-        plt.close(ax.figure)
+        if ax is not None:
+            parts.append(_figure_html(ax.figure))
+            plt.close(ax.figure)
     frame, used = variants(ledger)
     if not frame.empty:
         parts.append("<h2>Compression and inference variants</h2>")

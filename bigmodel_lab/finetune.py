@@ -287,7 +287,7 @@ def finetune_with_trainer(model, tokenizer, dsd, max_length: int = 128, batch_si
                       processing_class=tokenizer, compute_metrics=accuracy)
     # A classifier's forward takes **kwargs, so Trainer assumes it normalises its loss by
     # num_items_in_batch and skips dividing by the accumulation steps; it does not, and the
-    # micro-batch losses (and gradients) would be summed (transformers issue #37766).
+    # micro-batch losses (and gradients) would be summed (transformers issue #47688).
     trainer.model_accepts_loss_kwargs = False
     trainer.train()
     return trainer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,14 @@ def record(
     """Append one experiment to the ledger and return the entry.
 
     Smoke runs are not recorded (they would drown the real figures) unless `force=True`.
-    The append holds an exclusive file lock, so two notebooks can record at once.
+    The append holds an exclusive file lock, so two notebooks can record at once. Every entry
+    carries the id of its run (one per `lab.setup` call) and names its headline metric (the
+    first key of `metrics`): a later run of the same notebook in
+    the same profile supersedes all its earlier rows (see `mark_superseded`).
     """
     entry = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run": run_id(cfg),
         "notebook": cfg.notebook,
         "task": task,
         "model": model,
@@ -45,6 +50,7 @@ def record(
         "profile": cfg.profile,
         "device": cfg.device,
         "metrics": {k: _plain(v) for k, v in metrics.items()},
+        "headline": next(iter(metrics), None),  # the first metric given is the one to show
         "train_seconds": _plain(train_seconds),
         "peak_memory_mb": _plain(peak_memory_mb),
         "seed": cfg.seed,
@@ -63,15 +69,67 @@ def record(
     return entry
 
 
-def read_ledger(path: str | os.PathLike | None = None):
-    """The ledger as a pandas DataFrame, metrics flattened into columns (empty if none)."""
+_RUNS: dict[int, tuple[Config, str]] = {}  # id(cfg) -> (cfg, run id); holding cfg keeps id unique
+
+
+def run_id(cfg: Config) -> str:
+    """The id of the run `cfg` belongs to: one per `lab.setup` call (so one per Run All)."""
+    known = _RUNS.get(id(cfg))
+    if known is None or known[0] is not cfg:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        known = _RUNS[id(cfg)] = (cfg, f"{stamp}-{cfg.notebook}-{uuid.uuid4().hex[:6]}")
+    return known[1]
+
+
+LEGACY_GAP_MINUTES = 20  # rows recorded before run ids: a longer pause starts a new run
+
+
+def mark_superseded(frame):
+    """Add `run` (filled in for old rows) and `superseded` columns to a ledger frame.
+
+    A notebook's rows in one profile belong to runs; only the latest run counts, so a table
+    never mixes a figure from today's run with one from a run whose outputs were overwritten.
+    Rows written before entries carried a run id are grouped by time: a pause of more than
+    LEGACY_GAP_MINUTES between two rows of the same notebook and profile starts a new run.
+    """
+    import pandas as pd
+
+    if frame.empty:
+        return frame.assign(run=pd.Series(dtype=object), superseded=pd.Series(dtype=bool))
+    frame = frame.copy()
+    if "run" not in frame:
+        frame["run"] = None
+    when = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
+    frame["superseded"] = False
+    for _, group in frame.groupby(["notebook", "profile"], sort=False):
+        order = when[group.index].sort_values(kind="stable")
+        legacy = group.loc[order.index, "run"].isna()
+        gaps = order.diff() > pd.Timedelta(minutes=LEGACY_GAP_MINUTES)
+        session = (gaps | ~legacy).cumsum()  # a new legacy session at each long pause
+        runs = group.loc[order.index, "run"].where(~legacy, "legacy-" + session.astype(str))
+        frame.loc[order.index, "run"] = runs
+        latest = runs.iloc[-1]
+        frame.loc[order.index, "superseded"] = (runs != latest).to_numpy()
+    return frame
+
+
+def read_ledger(path: str | os.PathLike | None = None, current: bool = False):
+    """The ledger as a pandas DataFrame, metrics flattened into columns (empty if none).
+
+    Columns `run` and `superseded` say which run each row belongs to and whether a later run
+    of the same notebook and profile replaced it; `current=True` keeps only the rows that are
+    not superseded (the runs whose outputs the notebooks show).
+    """
     import pandas as pd
 
     path = Path(path) if path else ledger_path()
     if not path.exists():
         return pd.DataFrame()
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return pd.json_normalize(rows)
+    frame = mark_superseded(pd.json_normalize(rows))
+    if current:
+        frame = frame[~frame["superseded"]].reset_index(drop=True)
+    return frame
 
 
 def _lock(f) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -24,6 +25,42 @@ def peak_children_mb() -> float:
     """Largest resident set of any finished child (the kernel), in MB."""
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return rss / 1024 / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, kB on Linux
+
+
+# A tqdm bar as text: "train:  37%|###7      | 158/428 [01:02<01:46, 2.5it/s]".
+PROGRESS_BAR = re.compile(r"^[^|\n]*\d+%\|.*\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_progress_bars(nb) -> int:
+    """Remove tqdm bars from the outputs; return how many outputs were dropped or trimmed.
+
+    A bar is live feedback: saved into the notebook it is frozen at whatever state the kernel
+    last sent (the widget's text fallback is its first state, "0%|"), which is what GitHub and
+    the HTML export show. The cells print what the bar measured (steps, seconds) themselves.
+    """
+    changed = 0
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if out.get("output_type") == "display_data" and WIDGET_VIEW in data \
+                    and PROGRESS_BAR.match(str(data.get("text/plain", ""))):
+                changed += 1
+                continue
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines = re.split(r"(?<=[\r\n])", out["text"])
+                clean = "".join(line for line in lines if not PROGRESS_BAR.match(line.strip("\r\n")))
+                clean = re.sub(r"\r+(?=\n|$)", "", clean)
+                if clean != out["text"]:
+                    changed += 1
+                    if not clean.strip():
+                        continue
+                    out["text"] = clean
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return changed
 
 
 def run_one(path: Path, inplace: bool, timeout: int, html: bool) -> dict:
@@ -42,6 +79,7 @@ def run_one(path: Path, inplace: bool, timeout: int, html: bool) -> dict:
         status = "failed"
         print(str(err)[-2000:], file=sys.stderr)
     seconds = time.perf_counter() - start
+    drop_progress_bars(nb)
     out = BUILD / "notebooks" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)

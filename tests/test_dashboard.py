@@ -9,10 +9,13 @@ from hypothesis import strategies as st
 from bigmodel_lab import dashboard, results
 from bigmodel_lab.runtime import Config
 
+RUNS: dict = {}  # (notebook, profile, run) -> the Config of that run (one per lab.setup call)
+
 
 def record(notebook, model, accuracy, profile="cpu", task="sst2", data="offline stand-in",
-           **metrics):
-    cfg = Config(notebook=notebook, profile=profile, device="cpu")
+           run="first", **metrics):
+    cfg = RUNS.setdefault((notebook, profile, run), Config(notebook=notebook, profile=profile,
+                                                           device="cpu"))
     results.record(cfg, task=task, model=model, metrics={"accuracy": accuracy, **metrics},
                    data_source=data, train_seconds=12.5, peak_memory_mb=900.0)
 
@@ -31,7 +34,7 @@ def test_empty_ledger_names_the_notebooks_to_run(tmp_path):
 
 def test_task_table_puts_latest_run_beside_anchors_and_marks_stand_ins():
     record("06", "MiniLM", 0.80)
-    record("06", "MiniLM", 0.83)  # rerun: only the latest is shown
+    record("06", "MiniLM", 0.83, run="second")  # rerun: only the latest is shown
     record("06", "MiniLM", 0.91, profile="gpu", data="nyu-mll/glue/sst2 from the hub")
     table = dashboard.task_table(dashboard.load(), "sst2")
     ours = table[table["source"] == "this book"].set_index("profile")
@@ -109,3 +112,78 @@ def test_best_results_sets_only_benchmark_runs_against_published():
     assert row["best_benchmark"].startswith("0.9000")
     assert np.isclose(row["gap_to_published"], results.anchors("sst2")["value"].max() - 0.90)
     assert row["best_stand_in"].startswith("0.9500") and "not comparable" in row["best_stand_in"]
+
+
+def test_a_rerun_supersedes_every_row_of_the_previous_run_of_that_notebook_and_profile():
+    record("08", "dense", 0.840, latency_ms=675.0)
+    record("08", "18 of 72 heads removed", 0.844, latency_ms=600.8)
+    record("08", "36 of 72 heads removed", 0.820, latency_ms=560.0)
+    record("09", "int8", 0.85, latency_ms=15.0)  # another notebook: untouched
+    record("08", "dense", 0.840, latency_ms=680.3, run="second")
+    record("08", "18 of 72 heads removed", 0.847, latency_ms=612.3, run="second")
+    everything = dashboard.load(superseded=True)
+    assert everything["superseded"].sum() == 3 and len(everything) == 6
+    ledger = dashboard.load()
+    assert set(ledger["run"]) == {results.run_id(RUNS[("08", "cpu", "second")]),
+                                  results.run_id(RUNS[("09", "cpu", "first")])}
+    frame, _ = dashboard.variants(ledger)
+    heads = frame.set_index("model").loc["18 of 72 heads removed"]
+    assert (heads["accuracy"], heads["latency_ms"]) == (0.847, 612.3)
+    assert "36 of 72 heads removed" not in set(frame["model"])  # not mixed in from the old run
+    assert dashboard.summary(ledger).set_index("notebook").loc["08", "rows"] == 2
+
+
+def test_rows_without_a_run_id_are_grouped_into_runs_by_time(tmp_path):
+    rows = [("2026-11-27T01:00:00+00:00", 0.80), ("2026-11-27T01:09:00+00:00", 0.81),
+            ("2026-11-27T02:30:00+00:00", 0.83), ("2026-11-27T02:31:00+00:00", 0.84)]
+    path = tmp_path / "old.jsonl"
+    path.write_text("".join(json.dumps({"time": t, "notebook": "08", "profile": "cpu",
+                                        "task": "sst2", "model": f"m{i}", "data_source": "x",
+                                        "metrics": {"accuracy": a}}) + "\n"
+                            for i, (t, a) in enumerate(rows)))
+    frame = results.read_ledger(path)
+    assert frame["superseded"].tolist() == [True, True, False, False]
+    assert frame["run"].nunique() == 2
+    assert results.read_ledger(path, current=True)["metrics.accuracy"].tolist() == [0.83, 0.84]
+
+
+def test_one_setup_is_one_run_and_the_next_setup_is_another():
+    a, b = Config(notebook="06", profile="cpu", device="cpu"), Config(notebook="06",
+                                                                       profile="cpu", device="cpu")
+    assert results.run_id(a) == results.run_id(a) != results.run_id(b)
+    assert "06" in results.run_id(a)
+
+
+def test_a_task_without_accuracy_shows_its_own_metric_not_an_empty_plot():
+    cfg = Config(notebook="05", profile="cpu", device="cpu")
+    results.record(cfg, task="language modelling", model="tiny GPT", data_source="offline",
+                   metrics={"val_perplexity": 31.5, "bigram_perplexity": 60.2})
+    ledger = dashboard.load()
+    table = dashboard.task_table(ledger, "language modelling")
+    assert table["metric"].tolist() == ["val_perplexity"] and table["value"].tolist() == [31.5]
+    ax = dashboard.plot_task(ledger, "language modelling")
+    assert "1 result" in ax.get_title() and "no run" not in ax.get_title()
+    best = dashboard.best_results(ledger).set_index("task").loc["language modelling"]
+    assert best["runs"] == 1 and best["best_stand_in"].startswith("31.5000")
+    assert dashboard.plot_task(dashboard.load(), "a task nobody ran and nobody published") is None
+
+
+def test_task_plot_has_a_legend_for_every_marker_meaning_and_intervals():
+    record("06", "MiniLM", 0.84, accuracy_se=0.0126)
+    record("06", "MiniLM", 0.91, profile="gpu", data="nyu-mll/glue/sst2 from the hub")
+    ax = dashboard.plot_task(dashboard.load(), "sst2")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("stand-in" in t for t in legend) and any("published" in t for t in legend)
+    assert any("cpu" in t for t in legend) and any("gpu" in t for t in legend)
+    assert "95% interval" in ax.get_xlabel()
+    assert all(t.get_fontsize() >= 8 for t in ax.get_yticklabels())
+
+
+def test_pareto_plot_names_variants_in_a_legend_not_overlapping_annotations():
+    record("08", "dense", 0.840, latency_ms=675.0, size_mb=90.0)
+    record("08", "18 of 72 heads removed", 0.844, latency_ms=674.0, size_mb=80.0)
+    frame, _ = dashboard.variants(dashboard.load())
+    ax = dashboard.plot_pareto(frame)
+    assert not ax.texts  # no annotation to collide with another
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("18 of 72 heads removed") for t in legend) and "Pareto front" in legend

@@ -52,9 +52,12 @@ import math
 import os
 import random
 import resource
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +243,73 @@ def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], pat
     os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
 
 
+def _unreadable(path: Path, why: str) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable checkpoint ({why}): it is corrupt or truncated, e.g. by a "
+        "full disk or a copy that stopped. Delete it, or pass TrainConfig(resume=False) to "
+        "start over (it overwrites it)."
+    )
+
+
+def read_checkpoint(path: str | Path, required: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors checkpoint, or a ValueError that names the fix.
+
+    Reads everything before anything is copied anywhere, so a bad file changes nothing."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise _unreadable(path, f"{type(err).__name__}: {str(err)[:120]}") from err
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise _unreadable(path, f"metadata has no {', '.join(missing)}")
+    try:
+        for k in ("aliases", "info", *required):
+            if k in meta:
+                json.loads(meta[k])
+    except ValueError as err:
+        raise _unreadable(path, f"metadata is not JSON: {err}") from err
+    return tensors, meta
+
+
+def check_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Raise a ValueError (and change nothing) unless `state` has exactly the model's keys and
+    shapes: a checkpoint of another architecture or size is refused before any copy."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} shape(s) differ (e.g. {shapes[0]})")
+        if missing:
+            parts.append(f"{len(missing)} weight(s) missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise ValueError(
+            f"{path} holds weights of another architecture or size ({'; '.join(parts)}); the "
+            "model was left unchanged. Load it into the model it was saved from, use another "
+            "checkpoint_dir, or pass TrainConfig(resume=False) to start over (it overwrites it)."
+        )
+
+
+def _model_part(tensors: dict[str, torch.Tensor], meta: dict) -> dict[str, torch.Tensor]:
+    if "trainer" in meta:  # a save_checkpoint file: model.*, optim.*, rng.*
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    else:  # a save_weights file: the state dict itself
+        state = dict(tensors)
+    for alias, original in json.loads(meta.get("aliases", "{}")).items():
+        if original in state:
+            state[alias] = state[original]
+    return state
+
+
 def save_weights(model: nn.Module, path: str | Path, info: dict | None = None) -> None:
     """Model weights only (safetensors, atomic); `info` goes into the metadata as JSON."""
     tensors, aliases = _unique_state(model)
@@ -248,21 +318,15 @@ def save_weights(model: nn.Module, path: str | Path, info: dict | None = None) -
 
 
 def load_weights(model: nn.Module, path: str | Path) -> dict:
-    """Load weights saved by `save_weights` (or a checkpoint's model part); returns its info."""
-    from safetensors import safe_open
+    """Load weights saved by `save_weights` (or a checkpoint's model part); returns its info.
 
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    tensors = load_file(str(path))
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")} or tensors
-    _load_model_state(model, state, json.loads(meta.get("aliases", "{}")))
-    return json.loads(meta.get("info", meta.get("trainer", "{}")))
-
-
-def _load_model_state(model: nn.Module, state: dict, aliases: dict[str, str]) -> None:
-    for alias, original in aliases.items():
-        state[alias] = state[original]
+    A corrupt file or one of another architecture raises a ValueError naming the fix, and
+    leaves the model as it was."""
+    tensors, meta = read_checkpoint(path)
+    state = _model_part(tensors, meta)
+    check_model_state(model, state, path)
     model.load_state_dict(state)
+    return json.loads(meta.get("info", meta.get("trainer", "{}")))
 
 
 def rng_state() -> dict[str, Any]:
@@ -272,6 +336,17 @@ def rng_state() -> dict[str, Any]:
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             state[f"rng.cuda.{i}"] = s
     return state
+
+
+def set_rng_state(state: dict[str, Any], torch_too: bool = True) -> None:
+    """Restore what `rng_state()` returned (or what a checkpoint stored)."""
+    if torch_too:
+        torch.set_rng_state(state["rng.torch"])
+        cuda = [state[k] for k in sorted(state) if k.startswith("rng.cuda.")]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer, scheduler, scaler,
@@ -300,31 +375,97 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer, scheduler, sc
     _atomic_save(tensors, meta, Path(path))
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None,
-                    scaler=None, restore_rng: bool = True) -> dict:
-    """Restore what `save_checkpoint` wrote; returns the trainer state (step, epoch, ...)."""
-    from safetensors import safe_open
+_CHECKPOINT_KEYS = ("aliases", "param_groups", "scheduler", "scaler", "python_rng", "trainer")
 
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    tensors = load_file(str(path))
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    _load_model_state(model, model_state, json.loads(meta["aliases"]))
+
+def _optimizer_part(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    return {"state": state, "param_groups": json.loads(meta["param_groups"])}
+
+
+def check_optimizer_state(optimizer, saved: dict, path: str | Path) -> None:
+    """Raise a ValueError (changing nothing) unless the saved optimizer state fits `optimizer`:
+    the same parameter groups, sizes, and moment tensors shaped like their parameters."""
+    groups = saved["param_groups"]
+    now = [len(g["params"]) for g in optimizer.param_groups]
+    then = [len(g["params"]) for g in groups]
+    bad = []
+    if now != then:
+        bad.append(f"parameter groups hold {then} tensors in the file, {now} here (other "
+                   "frozen or trainable layers?)")
+    else:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        ids = [i for g in groups for i in g["params"]]
+        for i, p in zip(ids, params):
+            for name, v in saved["state"].get(i, {}).items():
+                if v.ndim and v.shape != p.shape:
+                    bad.append(f"{name} of parameter {i}: {tuple(v.shape)} vs {tuple(p.shape)}")
+                    break
+    if bad:
+        raise ValueError(
+            f"{path}: the optimizer state does not fit this model ({bad[0]}); nothing was "
+            "loaded. Use another checkpoint_dir, or pass TrainConfig(resume=False) to start "
+            "over (it overwrites it)."
+        )
+
+
+def _rng_part(tensors: dict[str, torch.Tensor], meta: dict) -> dict[str, Any]:
+    rng: dict[str, Any] = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+    rng["python"] = json.loads(meta["python_rng"])
+    return rng
+
+
+def _apply_checkpoint(tensors, meta, model, optimizer=None, scheduler=None, scaler=None) -> dict:
+    """Copy a validated checkpoint into model, optimizer, scheduler and scaler."""
+    model.load_state_dict(_model_part(tensors, meta))
     if optimizer is not None:
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, idx, name = k.split(".", 2)
-                state.setdefault(int(idx), {})[name] = v
-        optimizer.load_state_dict({"state": state,
-                                   "param_groups": json.loads(meta["param_groups"])})
+        optimizer.load_state_dict(_optimizer_part(tensors, meta))
     if scheduler is not None:
         scheduler.load_state_dict(json.loads(meta["scheduler"]))
     if scaler is not None and json.loads(meta["scaler"]):
         scaler.load_state_dict(json.loads(meta["scaler"]))
-    if restore_rng:
-        _restore_rng(path)
     return json.loads(meta["trainer"])
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer=None, scheduler=None,
+                    scaler=None, restore_rng: bool = True) -> dict:
+    """Restore what `save_checkpoint` wrote; returns the trainer state (step, epoch, ...).
+
+    The file is read and checked against the model and optimizer first: a corrupt file, or
+    one of another architecture, raises a ValueError naming the fix and changes nothing."""
+    tensors, meta = read_checkpoint(path, _CHECKPOINT_KEYS)
+    check_model_state(model, _model_part(tensors, meta), path)
+    if optimizer is not None:
+        check_optimizer_state(optimizer, _optimizer_part(tensors, meta), path)
+    trainer = _apply_checkpoint(tensors, meta, model, optimizer, scheduler, scaler)
+    if restore_rng:
+        set_rng_state(_rng_part(tensors, meta))
+    return trainer
+
+
+@contextmanager
+def _held_interrupt():
+    """Hold Ctrl-C until the block ends, so bookkeeping that belongs together (an optimizer
+    step and the step counter; an evaluation's best-model record) is never half done. Only in
+    the main thread (the only one that receives SIGINT)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -339,14 +480,20 @@ def fit(
     eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> History:
     """Train `model` on `train_loader` (see the module docstring for the contract)."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}: "
+                        "use fit(model, loader, TrainConfig(epochs=..., lr=...)).")
     device = torch.device(config.device) if config.device else next(model.parameters()).device
-    model.to(device)
     try:
         batches_per_epoch = len(train_loader)  # type: ignore[arg-type]
     except TypeError:
         batches_per_epoch = None
     if config.max_steps is None and batches_per_epoch is None:
         raise ValueError("train_loader has no length: set TrainConfig.max_steps.")
+    if batches_per_epoch == 0:
+        raise ValueError("train_loader yields no batches: the training split is empty (or "
+                         "smaller than one batch that is dropped). Pass more training rows "
+                         "(a larger n_train), or a smaller batch size.")
     accum = config.grad_accum_steps
     steps_per_epoch = math.ceil(batches_per_epoch / accum) if batches_per_epoch else None
     total = config.max_steps or config.epochs * steps_per_epoch
@@ -356,6 +503,7 @@ def fit(
         def eval_fn(m: nn.Module) -> dict[str, float]:
             return evaluate_loss(m, eval_loader, loss_fn, device)
 
+    model.to(device)
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -368,40 +516,57 @@ def fit(
 
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     hist = History()
+    # Everything the loop must carry across an interruption lives in `state` (saved as JSON
+    # in every checkpoint): the position, the best-model and early-stopping bookkeeping, the
+    # partial training-loss average of the current log window, and whether an evaluation was
+    # under way (a Ctrl-C during it: the resumed run redoes it).
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
              "bad_evals": 0, "examples": 0, "train_seconds": 0.0, "history_train": [],
-             "history_eval": [], "total_steps": total, "config": asdict(config)}
+             "history_eval": [], "total_steps": total, "config": asdict(config),
+             "running_loss": 0.0, "running_n": 0, "pending_eval": False}
     rng_resume = None
     if ckpt_dir is not None and config.resume and (ckpt_dir / LAST).exists():
-        # Model/optimizer now; RNG only after the data iterator has been rebuilt (below).
-        saved = load_checkpoint(ckpt_dir / LAST, model, optimizer, scheduler, scaler,
-                                restore_rng=False)
+        # Read and check everything first: a refused resume leaves model and optimizer as
+        # they were. RNG only after the data iterator has been rebuilt (below).
+        path = ckpt_dir / LAST
+        tensors, meta = read_checkpoint(path, _CHECKPOINT_KEYS)
+        saved = json.loads(meta["trainer"])
         # Only resume the same run: same schedule and the same training knobs.
         now = json.loads(json.dumps(asdict(config)))
-        changed = [k for k in now if k not in _FREE_KNOBS and saved["config"].get(k) != now[k]]
+        then = saved.get("config", {})
+        changed = [k for k in now if k not in _FREE_KNOBS and then.get(k) != now[k]]
         if saved.get("total_steps") != total or changed:
-            what = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {now[k]!r}" for k in changed)
+            what = ", ".join(f"{k}: {then.get(k)!r} -> {now[k]!r}" for k in changed)
             raise ValueError(
-                f"{ckpt_dir / LAST} belongs to another run ({saved.get('total_steps')} steps "
+                f"{path} belongs to another run ({saved.get('total_steps')} steps "
                 f"there, {total} here{'; ' + what if what else ''}). Use another "
                 "checkpoint_dir, or TrainConfig(resume=False) to start over (it overwrites it)."
             )
+        check_model_state(model, _model_part(tensors, meta), path)
+        check_optimizer_state(optimizer, _optimizer_part(tensors, meta), path)
+        _apply_checkpoint(tensors, meta, model, optimizer, scheduler, scaler)
         state.update({k: v for k, v in saved.items() if k != "config"})
+        rng_resume = _rng_part(tensors, meta)
+        del tensors
         hist.resumed_from_step = state["step"]
-        rng_resume = ckpt_dir / LAST
-        print(f"Resuming from {ckpt_dir / LAST} at step {state['step']}/{total}.")
+        redo = " (redoing the evaluation that was interrupted)" if state["pending_eval"] else ""
+        print(f"Resuming from {path} at step {state['step']}/{total}{redo}.")
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     best_in_memory: dict[str, torch.Tensor] | None = None
     better = (lambda a, b: a > b) if config.greater_is_better else (lambda a, b: a < b)
+    rng = rng_state()
 
     def checkpoint() -> None:
         if ckpt_dir is not None:
             save_checkpoint(ckpt_dir / LAST, model, optimizer, scheduler, scaler, state, rng)
 
     def evaluate() -> bool:
-        """Run eval_fn; keep the best; return True when early stopping says stop."""
-        nonlocal best_in_memory
+        """Run eval_fn; keep the best; return True when early stopping says stop.
+
+        Called with state["pending_eval"] True. A Ctrl-C inside eval_fn changes nothing, so
+        the checkpoint saved then says "evaluation pending" and the resumed run redoes it."""
+        nonlocal best_in_memory, rng
         model.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             metrics = {k: float(v) for k, v in eval_fn(model).items()}
@@ -409,28 +574,44 @@ def fit(
         if config.metric not in metrics:
             raise KeyError(f"eval_fn returned {sorted(metrics)}, but TrainConfig.metric is "
                            f"{config.metric!r}; set metric= to one of those keys.")
-        row = {"step": state["step"], "epoch": state["epoch"], **metrics}
-        state["history_eval"].append(row)
         value = metrics[config.metric]
-        if state["best_metric"] is None or better(value, state["best_metric"]):
-            state.update(best_metric=value, best_step=state["step"], bad_evals=0)
-            if ckpt_dir is not None:
-                save_weights(model, ckpt_dir / BEST, {"step": state["step"], **metrics})
-            elif config.restore_best:
-                best_in_memory = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            state["bad_evals"] += 1
+        improved = state["best_metric"] is None or better(value, state["best_metric"])
+        best = None
+        if improved and ckpt_dir is not None:  # atomic: a Ctrl-C here keeps the old file
+            save_weights(model, ckpt_dir / BEST, {"step": state["step"], **metrics})
+        elif improved and config.restore_best:
+            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        with _held_interrupt():
+            state["history_eval"].append({"step": state["step"], "epoch": state["epoch"],
+                                          **metrics})
+            if improved:
+                state.update(best_metric=value, best_step=state["step"], bad_evals=0)
+                best_in_memory = best if best is not None else best_in_memory
+            else:
+                state["bad_evals"] += 1
+            state["pending_eval"] = False
+            rng = rng_state()  # the step boundary now lies after the evaluation
         bar.set_postfix_str(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         patience = config.early_stopping_patience
         return patience is not None and state["bad_evals"] >= patience
 
+    def save_due(evaluated: bool) -> bool:
+        step = state["step"]
+        return bool(config.save_every and step % config.save_every == 0) or (
+            not config.save_every and evaluated)
+
     model.train()
     bar = tqdm(total=total, initial=state["step"], desc="train", disable=not config.progress,
                dynamic_ncols=True)
-    running, running_n = 0.0, 0
     stop = False
-    rng = rng_state()
     try:
+        if state["pending_eval"]:
+            # Ctrl-C hit this evaluation last time: redo it from the RNG it started with.
+            set_rng_state(rng_resume)
+            stop = evaluate()
+            rng_resume = rng
+            if state["step"] < total and not stop and save_due(True):
+                checkpoint()
         while state["step"] < total and not stop:
             # Re-seed per epoch: the shuffle order depends only on (seed, epoch), so a resumed
             # run sees the same batches as an uninterrupted one.
@@ -440,13 +621,16 @@ def fit(
             for _ in range(skip):
                 next(it)
             if rng_resume is not None:  # dropout etc. continue exactly where they stopped
-                _restore_rng(rng_resume)
-                rng_resume = None
+                # At an epoch's start the torch RNG is the one just seeded (as in a run never
+                # interrupted); only Python's own RNG comes from the checkpoint then.
+                set_rng_state(rng_resume, torch_too=skip > 0)
+            rng_resume = None
             rng = rng_state()  # RNG as of the last step boundary, for checkpoints
             micro, examples, step_loss = 0, 0, 0.0
             exhausted = False
             t0 = time.perf_counter()
             for i, batch in enumerate(it, start=skip):
+                # Forward and backward only touch .grad: a Ctrl-C here loses nothing.
                 batch = to_device(batch, device)
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     loss = loss_fn(model, batch)
@@ -458,50 +642,54 @@ def fit(
                 last_batch = batches_per_epoch is not None and i + 1 == batches_per_epoch
                 if micro < accum and not last_batch:
                     continue
-                _optimizer_step(model, optimizer, scaler, config.max_grad_norm)
-                scheduler.step()
-                state["step"] += 1
-                state["batch_in_epoch"] = i + 1
-                state["train_seconds"] += time.perf_counter() - t0
-                state["examples"] += examples
-                running += step_loss / micro
-                running_n += 1
+                with _held_interrupt():  # the update and its bookkeeping happen together
+                    _optimizer_step(model, optimizer, scaler, config.max_grad_norm)
+                    scheduler.step()
+                    state["step"] += 1
+                    step = state["step"]
+                    state["batch_in_epoch"] = i + 1
+                    state["train_seconds"] += time.perf_counter() - t0
+                    state["examples"] += examples
+                    state["running_loss"] += step_loss / micro
+                    state["running_n"] += 1
+                    if step % config.log_every == 0 or step == total:
+                        mean = state["running_loss"] / state["running_n"]
+                        state["history_train"].append(
+                            {"step": step, "epoch": state["epoch"], "loss": mean,
+                             "lr": scheduler.get_last_lr()[0]})
+                        bar.set_description(f"train loss {mean:.4g}")
+                        state["running_loss"], state["running_n"] = 0.0, 0
+                    evaluating = bool(eval_fn is not None and config.eval_every
+                                      and step % config.eval_every == 0)
+                    state["pending_eval"] = evaluating
+                    rng = rng_state()  # RNG as of this step boundary, for checkpoints
+                    bar.update(1)
                 micro, examples, step_loss = 0, 0, 0.0
-                bar.update(1)
-                step = state["step"]
-                if step % config.log_every == 0 or step == total:
-                    state["history_train"].append(
-                        {"step": step, "epoch": state["epoch"], "loss": running / running_n,
-                         "lr": scheduler.get_last_lr()[0]})
-                    bar.set_description(f"train loss {running / running_n:.4g}")
-                    running, running_n = 0.0, 0
-                evaluated = False
-                if eval_fn is not None and config.eval_every and step % config.eval_every == 0:
+                if evaluating:
                     stop = evaluate()
-                    evaluated = True
-                rng = rng_state()  # RNG as of this step boundary, for checkpoints
                 if step >= total or stop:
                     break
-                if (config.save_every and step % config.save_every == 0) or (
-                    not config.save_every and evaluated
-                ):
+                if save_due(evaluating):
                     checkpoint()
                 t0 = time.perf_counter()
             else:
                 exhausted = True
             if exhausted or state["batch_in_epoch"] == batches_per_epoch:
-                optimizer.zero_grad(set_to_none=True)  # drop a half-accumulated tail
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
+                with _held_interrupt():
+                    optimizer.zero_grad(set_to_none=True)  # drop a half-accumulated tail
+                    state["epoch"] += 1
+                    state["batch_in_epoch"] = 0
         # Final evaluation (unless the last step just ran one), then the last checkpoint.
         last_eval = state["history_eval"][-1]["step"] if state["history_eval"] else None
         if eval_fn is not None and last_eval != state["step"]:
+            state["pending_eval"] = True
             stop = evaluate() or stop
         checkpoint()
         hist.stopped_early = stop and state["step"] < total
     except KeyboardInterrupt:
-        # Parameters and optimizer are exactly at the last completed step (a half-accumulated
-        # step only touched .grad), so that is what gets saved.
+        # Parameters, optimizer and `state` are exactly at the last completed step (a
+        # half-accumulated step only touched .grad; an evaluation under way is marked pending
+        # and redone on resume), so that is what gets saved.
         hist.interrupted = True
         checkpoint()
         where = f" to {ckpt_dir / LAST}" if ckpt_dir else " (no checkpoint_dir: nothing saved)"
@@ -534,16 +722,3 @@ def _optimizer_step(model: nn.Module, optimizer, scaler, max_grad_norm: float | 
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-
-
-def _restore_rng(path: str | Path) -> None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-        torch.set_rng_state(f.get_tensor("rng.torch"))
-        cuda = [f.get_tensor(k) for k in sorted(f.keys()) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    version, internal, gauss = json.loads(meta["python_rng"])
-    random.setstate((version, tuple(internal), gauss))

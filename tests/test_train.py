@@ -1,11 +1,21 @@
 import math
+import os
+import signal
 
 import pytest
 import torch
 from safetensors import safe_open
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader
 
-from bigmodel_lab.train import TrainConfig, fit, load_weights, lr_multiplier
+from bigmodel_lab.train import (
+    TrainConfig,
+    evaluate_loss,
+    fit,
+    load_checkpoint,
+    load_weights,
+    lr_multiplier,
+)
 from bigmodel_lab.transformer import GPT, EncoderForSequenceClassification, TransformerConfig
 
 TINY = dict(vocab_size=32, context_length=8, num_layers=1, num_heads=2, hidden_size=8,
@@ -131,3 +141,172 @@ def test_resuming_with_other_settings_is_refused_with_the_difference(tmp_path):
         fit(new_gpt(), DataLoader(lm_data(), batch_size=4),
             TrainConfig(epochs=3, lr=2e-2, grad_accum_steps=2, warmup_steps=2, save_every=2,
                         checkpoint_dir=str(tmp_path), progress=False, log_every=1))
+
+
+# --- interruptions: Ctrl-C anywhere, including during an evaluation ---------------------------
+
+
+def eval_run(tmp, eval_fn=None, loss_fn=None, **overrides):
+    """9 steps, evaluation every 2 (loss on 8 held-out random rows, which rises as the model
+    memorises the training rows), so patience 2 stops at step 6 with the best at step 2: the
+    best-model and early-stopping bookkeeping are both exercised."""
+    held_out = DataLoader(lm_data(8, seed=1), batch_size=4)
+    config = dict(epochs=3, lr=1e-2, grad_accum_steps=2, warmup_steps=2, eval_every=2,
+                  early_stopping_patience=2, log_every=3,
+                  checkpoint_dir=str(tmp), progress=False)
+    model = new_gpt()
+    kwargs = {"loss_fn": loss_fn} if loss_fn else {}
+    hist = fit(model, DataLoader(lm_data(), batch_size=4, shuffle=True),
+               TrainConfig(**{**config, **overrides}), eval_loader=held_out,
+               eval_fn=eval_fn, **kwargs)
+    return model, hist
+
+
+def interrupted_eval(at_call, loader):
+    calls = {"n": 0}
+
+    def eval_fn(model):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return evaluate_loss(model, loader)
+
+    return eval_fn
+
+
+def assert_same_run(reference, ref_hist, resumed, hist):
+    assert_same_weights(reference, resumed)
+    assert hist.train == ref_hist.train  # the same training curve, window averages included
+    assert hist.eval == ref_hist.eval
+    assert (hist.steps, hist.best_step, hist.best_metric, hist.stopped_early) == (
+        ref_hist.steps, ref_hist.best_step, ref_hist.best_metric, ref_hist.stopped_early)
+
+
+@pytest.mark.parametrize("at_call", [2, 3])
+def test_ctrl_c_during_an_evaluation_redoes_it_and_ends_as_the_uninterrupted_run(tmp_path,
+                                                                                 at_call):
+    reference, ref_hist = eval_run(tmp_path / "ref")
+    assert ref_hist.stopped_early and ref_hist.best_step == 2 and ref_hist.steps == 6
+    held_out = DataLoader(lm_data(8, seed=1), batch_size=4)
+    _, hist = eval_run(tmp_path / "cut", eval_fn=interrupted_eval(at_call, held_out))
+    assert hist.interrupted and len(hist.eval) == at_call - 1
+    resumed, hist = eval_run(tmp_path / "cut")
+    assert hist.resumed_from_step == 2 * at_call
+    assert_same_run(reference, ref_hist, resumed, hist)
+
+
+def test_ctrl_c_during_the_final_evaluation_is_redone_on_resume(tmp_path):
+    reference, ref_hist = eval_run(tmp_path / "ref", eval_every=None)
+    held_out = DataLoader(lm_data(8, seed=1), batch_size=4)
+    _, hist = eval_run(tmp_path / "cut", eval_every=None, eval_fn=interrupted_eval(1, held_out))
+    assert hist.interrupted and hist.steps == 9 and hist.eval == []
+    resumed, hist = eval_run(tmp_path / "cut", eval_every=None)
+    assert len(hist.eval) == 1
+    assert_same_run(reference, ref_hist, resumed, hist)
+
+
+def test_ctrl_c_inside_the_optimizer_step_waits_until_the_step_is_counted(tmp_path):
+    """SIGINT delivered while AdamW updates the weights: without holding it, the weights of
+    step 5 would be saved as step 4 and the resumed run would take step 5 twice."""
+    reference, ref_hist = eval_run(tmp_path / "ref", early_stopping_patience=None)
+    steps = {"n": 0}
+
+    def send_sigint(optimizer, args, kwargs):
+        steps["n"] += 1
+        if steps["n"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    handle = register_optimizer_step_post_hook(send_sigint)
+    try:
+        _, hist = eval_run(tmp_path / "cut", early_stopping_patience=None)
+    finally:
+        handle.remove()
+    assert hist.interrupted and hist.steps == 5
+    resumed, hist = eval_run(tmp_path / "cut", early_stopping_patience=None)
+    assert hist.resumed_from_step == 5
+    assert_same_run(reference, ref_hist, resumed, hist)
+
+
+def test_ctrl_c_mid_log_window_keeps_the_training_curve(tmp_path):
+    # Interrupted in the 2nd micro-batch of step 5 (loss calls: 2 per step, 2 per evaluation;
+    # log rows every 3 steps): the partial average of step 4 travels in the checkpoint, so
+    # the row at step 6 is the one an uninterrupted run logs.
+    reference, ref_hist = eval_run(tmp_path / "ref", early_stopping_patience=None)
+    _, hist = eval_run(tmp_path / "cut", early_stopping_patience=None,
+                       loss_fn=failing_loss(13, KeyboardInterrupt()))
+    assert hist.interrupted and hist.steps == 4
+    resumed, hist = eval_run(tmp_path / "cut", early_stopping_patience=None)
+    assert_same_run(reference, ref_hist, resumed, hist)
+
+
+# --- refused resumes change nothing; unreadable files say what to do ------------------------
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_refused_resume_leaves_the_callers_model_exactly_as_it_was(tmp_path):
+    run(tmp_path)
+    model = new_gpt()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="resume=False"):
+        fit(model, DataLoader(lm_data(), batch_size=4),
+            TrainConfig(epochs=3, lr=2e-2, grad_accum_steps=2, warmup_steps=2, save_every=2,
+                        checkpoint_dir=str(tmp_path), progress=False, log_every=1))
+    assert same_state(before, model.state_dict())
+
+
+def test_checkpoint_of_another_architecture_is_refused_before_any_copy(tmp_path):
+    run(tmp_path)
+    torch.manual_seed(0)
+    wider = GPT(TransformerConfig(**{**TINY, "hidden_size": 16}))
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    with pytest.raises(ValueError, match="another architecture.*resume=False"):
+        fit(wider, DataLoader(lm_data(), batch_size=4),
+            TrainConfig(epochs=3, lr=1e-2, grad_accum_steps=2, warmup_steps=2, save_every=2,
+                        checkpoint_dir=str(tmp_path), progress=False, log_every=1))
+    assert same_state(before, wider.state_dict())
+    # The same through load_checkpoint, with an optimizer that has taken a step already.
+    optimizer = torch.optim.AdamW(wider.parameters(), lr=1e-3)
+    wider(**lm_data(2)[0] | {"input_ids": lm_data(2)[0]["input_ids"][None],
+                            "labels": lm_data(2)[0]["labels"][None]}).loss.backward()
+    optimizer.step()
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    opt_before = [v.clone() for s in optimizer.state.values() for v in s.values()]
+    with pytest.raises(ValueError, match="model was left unchanged"):
+        load_checkpoint(tmp_path / "last.safetensors", wider, optimizer)
+    assert same_state(before, wider.state_dict())
+    assert all(torch.equal(a, b) for a, b in
+               zip(opt_before, [v for s in optimizer.state.values() for v in s.values()]))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_or_truncated_checkpoint_says_delete_it_or_resume_false(tmp_path, damage):
+    run(tmp_path)
+    path = tmp_path / "last.safetensors"
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not a file" * 9,
+                      "empty": b""}[damage])
+    model = new_gpt()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"corrupt or truncated.*Delete it, or pass "
+                                         r"TrainConfig\(resume=False\)"):
+        fit(model, DataLoader(lm_data(), batch_size=4),
+            TrainConfig(epochs=3, lr=1e-2, grad_accum_steps=2, warmup_steps=2, save_every=2,
+                        checkpoint_dir=str(tmp_path), progress=False, log_every=1))
+    assert same_state(before, model.state_dict())
+    with pytest.raises(ValueError, match="Delete it"):
+        load_weights(model, path)
+
+
+def test_resume_false_starts_over_on_a_corrupt_checkpoint(tmp_path):
+    run(tmp_path)
+    (tmp_path / "last.safetensors").write_bytes(b"broken")
+    _, hist = run(tmp_path, resume=False)
+    assert hist.resumed_from_step is None and hist.steps == 9
+
+
+def test_empty_training_loader_names_the_fix():
+    with pytest.raises(ValueError, match="larger n_train"):
+        fit(new_gpt(), DataLoader([], batch_size=4), TrainConfig(progress=False))

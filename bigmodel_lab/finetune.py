@@ -31,11 +31,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from . import longtext
 from .metrics import classification_report
-from .runtime import REPO_ROOT
+from .runtime import shown_path, work_dir
 from .train import History, TrainConfig, fit
 
-CHECKPOINTS = REPO_ROOT / "checkpoints"
-PROFILE_RANK = {"smoke": 0, "cpu": 1, "gpu": 2}
+CHECKPOINTS: Path | None = None  # None: work_dir()/checkpoints (see checkpoints_root)
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -298,33 +297,91 @@ def short_name(model_source) -> str:
     return str(getattr(model_source, "name", model_source)).split("/")[-1]
 
 
+def checkpoints_root() -> Path:
+    """checkpoints/ under `runtime.work_dir()` (the clone, or the working directory of a pip
+    install such as Colab's), never site-packages. Tests point `CHECKPOINTS` elsewhere."""
+    return Path(CHECKPOINTS) if CHECKPOINTS is not None else work_dir() / "checkpoints"
+
+
 def checkpoint_dir(dataset: str, model_source) -> Path:
-    """checkpoints/<dataset>-<model short name>/, e.g. checkpoints/sst2-all-MiniLM-L6-v2."""
-    return CHECKPOINTS / f"{dataset}-{short_name(model_source)}"
+    """checkpoints/<dataset>-<model short name>/, e.g. checkpoints/sst2-all-MiniLM-L6-v2:
+    where notebook 06 saves its fine-tuned classifier."""
+    return checkpoints_root() / f"{dataset}-{short_name(model_source)}"
+
+
+def quick_checkpoint_dir(dataset: str, model_source, profile: str) -> Path:
+    """Where `load_or_finetune` keeps the quick 1-epoch stand-in it makes when 06's is missing:
+    a folder of its own per profile, so it never passes for (or replaces) 06's model."""
+    return checkpoints_root() / f"{dataset}-{short_name(model_source)}-quick-{profile}"
+
+
+def _aside(folder: Path, what: str) -> Path:
+    return folder.parent / f".{folder.name}.{what}"
+
+
+def recover_interrupted_save(folder: str | os.PathLike) -> None:
+    """Finish or undo what a crash in the middle of `save_finetuned` left behind.
+
+    The save writes `.<name>.new`, renames the old folder to `.<name>.old`, renames the new
+    one in, then deletes the old one. Killed between the two renames, `<name>` is missing: the
+    complete new copy goes in (else the old one comes back). Leftovers are then removed, so no
+    hidden folder outlives the next call."""
+    folder = Path(folder)
+    new, old = _aside(folder, "new"), _aside(folder, "old")
+    if not folder.exists():
+        if (new / INFO).exists():  # info.json is written last: the new copy is complete
+            os.replace(new, folder)
+        elif old.exists():
+            os.replace(old, folder)
+    for leftover in (new, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+
+
+INFO = "info.json"
 
 
 def save_finetuned(model, tokenizer, folder: str | os.PathLike, info: dict) -> Path:
-    """Save model + tokenizer + info.json atomically: into a temp folder, then os.replace.
+    """Save model + tokenizer + info.json, replacing `folder` without ever losing it.
 
-    A crash mid-save leaves the previous checkpoint untouched."""
+    The new copy is written to a hidden sibling first (info.json last, as the mark of a
+    complete copy), the old folder is renamed aside, the new one renamed in, the old one
+    deleted. A crash at any point leaves the old or the new checkpoint, and the next call (or
+    `load_or_finetune`) puts the right one in place and removes the hidden leftovers
+    (`recover_interrupted_save`). `info` gains the profile and origin (the notebook running,
+    else "python") when it does not say them, so a later run can tell what made it."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    recover_interrupted_save(folder)
+    new, old = _aside(folder, "new"), _aside(folder, "old")
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "info.json").write_text(json.dumps(_plain_info(info), indent=2))
-        old = None
-        if folder.exists():
-            old = folder.parent / f".{folder.name}-old-{os.getpid()}"
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(new)
+        tokenizer.save_pretrained(new)
+        (new / INFO).write_text(json.dumps(_plain_info(with_provenance(info)), indent=2))
+    except Exception:  # a failed write (disk full, bad model) leaves no half-written copy
+        shutil.rmtree(new, ignore_errors=True)
         raise
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(new, folder)
+    if old.exists():
+        shutil.rmtree(old)
     return folder
+
+
+def with_provenance(info: dict) -> dict:
+    """`info` plus "profile", "origin" and "saved_at" when it lacks them: the profile and
+    notebook of the running `lab.setup`, else "python"."""
+    from datetime import datetime, timezone
+
+    from .runtime import CURRENT
+
+    cfg = CURRENT.get("cfg")
+    out = dict(info)
+    out.setdefault("profile", cfg.profile if cfg else None)
+    out.setdefault("origin", f"notebook {cfg.notebook}" if cfg else "python")
+    out.setdefault("saved_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return out
 
 
 def _plain_info(info: dict) -> dict:
@@ -333,14 +390,20 @@ def _plain_info(info: dict) -> dict:
 
 
 def read_info(folder: str | os.PathLike) -> dict:
-    path = Path(folder) / "info.json"
+    path = Path(folder) / INFO
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def reusable(folder: Path, base_source, model_type: str, profile: str) -> tuple[bool, str]:
-    """May the checkpoint in `folder` stand in for a fresh fine-tune in this profile?"""
+def reusable(folder: Path, base_source, model_type: str, profile: str,
+             recipe: dict | None = None) -> tuple[bool, str]:
+    """May the checkpoint in `folder` stand in for a fresh fine-tune in this profile?
+
+    Only a checkpoint made in the same profile (a smoke run never picks up a cpu model, nor a
+    cpu run a smoke one), from the same base model and architecture, and, when `recipe` is
+    given (n_train, max_length, ...), made with the same settings."""
     from .models import check_checkpoint
 
+    folder = Path(folder)
     if not (folder / "config.json").exists():
         return False, "no checkpoint"
     try:
@@ -350,9 +413,25 @@ def reusable(folder: Path, base_source, model_type: str, profile: str) -> tuple[
     info = read_info(folder)
     if info.get("base_model") not in (None, short_name(base_source)):
         return False, f"made from {info['base_model']}, not {short_name(base_source)}"
-    if PROFILE_RANK.get(info.get("profile"), 0) < PROFILE_RANK.get(profile, 0):
-        return False, f"made in the {info.get('profile')} profile, weaker than {profile}"
+    if info.get("profile") != profile:
+        return False, (f"made in the {info.get('profile')} profile, this run is {profile} "
+                       "(each profile uses its own)")
+    for key, want in (recipe or {}).items():
+        if info.get(key) != want:
+            return False, f"made with {key}={info.get(key)}, this run uses {want}"
     return True, "ok"
+
+
+def describe(info: dict) -> str:
+    """One plain sentence on what made a checkpoint, from its info.json."""
+    n = info.get("n_train")
+    rows = f"{n:,} examples" if isinstance(n, int) else "? examples"
+    what = "a quick stand-in" if info.get("kind") == "quick" else "the fine-tuned classifier"
+    acc = info.get("test_accuracy")
+    score = f", test accuracy {acc:.3f}" if isinstance(acc, float) else ""
+    return (f"{what} made by {info.get('origin', 'an unknown run')} in the "
+            f"{info.get('profile', '?')} profile ({info.get('epochs', '?')} epoch(s) on {rows}"
+            f"{score})")
 
 
 # ---------------------------------------------------------------------------- our loop
@@ -403,12 +482,15 @@ def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int = 1)
 def load_or_finetune(cfg, dataset: str = "sst2", model_name: str = "distilbert-base-uncased"):
     """(model, tokenizer, info): the Part III fine-tuned classifier, made quickly if missing.
 
-    Loads checkpoints/<dataset>-<model short name>/ when it exists, holds the same base model
-    and was made in this profile or a bigger one (notebook 06 writes it in cpu/gpu). Else
-    fine-tunes one epoch with the caller's cfg.n_train, cfg.max_length and cfg.batch_size,
-    saves it there (atomically) and returns it. The model is on cfg.device, in eval mode.
-    `info` says what happened ("action": "loaded" or "fine-tuned"), the data source, the base
-    model and the test accuracy when known."""
+    First choice: notebook 06's checkpoint, checkpoints/<dataset>-<model short name>/, when it
+    holds the same base model and was made in this profile. Else the quick stand-in of this
+    profile (checkpoints/<dataset>-<model>-quick-<profile>/) when it was made with the
+    caller's settings. Else it fine-tunes one epoch with the caller's cfg.n_train,
+    cfg.max_length and cfg.batch_size and saves that as the quick stand-in (never over 06's
+    checkpoint). It prints which of these it used, and who made it. The model is on
+    cfg.device, in eval mode. `info` says what happened ("action": "loaded" or
+    "fine-tuned"), "kind" ("full": 06's; "quick"), "origin" (the notebook that made it), the
+    profile, the data source, the base model and the test accuracy when known."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import load_sentiment
@@ -416,23 +498,41 @@ def load_or_finetune(cfg, dataset: str = "sst2", model_name: str = "distilbert-b
     from .runtime import SOURCES
 
     source = resolve_model(model_name)
-    folder = checkpoint_dir(dataset, source)
+    settings = getattr(cfg, "settings", {})
+    n_train, n_eval = settings.get("n_train"), settings.get("n_eval")
+    max_length, batch_size = settings.get("max_length", 128), settings.get("batch_size", 32)
+    full = checkpoint_dir(dataset, source)
+    quick = quick_checkpoint_dir(dataset, source, cfg.profile)
     local = dict(local_files_only=source.origin != "hub", trust_remote_code=False)
     base_type = AutoConfig.from_pretrained(source.path, **local).model_type
-    ok, why = reusable(folder, source, base_type, cfg.profile)
+    for folder in (full, quick):
+        recover_interrupted_save(folder)
+    ok, why = reusable(full, source, base_type, cfg.profile)
+    made_here = read_info(full)  # before this fix, quick ones were saved in 06's folder
+    if ok and (made_here.get("kind") == "quick" or made_here.get("action") == "fine-tuned"):
+        ok, why = False, "a quick stand-in, not notebook 06's model"
+    folder = full
+    if not ok:
+        recipe = {"kind": "quick", "n_train_requested": n_train, "max_length": max_length}
+        ok, why_quick = reusable(quick, source, base_type, cfg.profile, recipe)
+        folder = quick
     if ok:
         model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         info = {**read_info(folder), "action": "loaded", "path": str(folder)}
-        SOURCES["model"] = f"{short_name(source)} fine-tuned on {dataset}, loaded from {folder}"
-        print(f"Loaded the fine-tuned {dataset} classifier from {os.path.relpath(folder, REPO_ROOT)} "
-              f"(test accuracy {info.get('test_accuracy', 'n/a')}).")
+        info.setdefault("kind", "full")
+        SOURCES["model"] = (f"{short_name(source)} fine-tuned on {dataset} "
+                            f"({info['kind']}, by {info.get('origin', '?')}), "
+                            f"loaded from {shown_path(folder)}")
+        print(f"Loaded {describe(info)} from {shown_path(folder)}.")
+        if folder == quick:
+            print(f"  Not notebook 06's model ({why}): run 06 in the {cfg.profile} profile "
+                  "to use the full fine-tune here.")
         return model.to(cfg.device).eval(), tokenizer, info
 
-    print(f"No reusable checkpoint in {folder} ({why}): fine-tuning a quick one (1 epoch).")
-    settings = getattr(cfg, "settings", {})
-    n_train, n_eval = settings.get("n_train"), settings.get("n_eval")
-    max_length, batch_size = settings.get("max_length", 128), settings.get("batch_size", 32)
+    print(f"No reusable classifier: {shown_path(full)}: {why}; {shown_path(quick)}: "
+          f"{why_quick}. Fine-tuning a quick stand-in (1 epoch); run notebook 06 in the "
+          f"{cfg.profile} profile for the full one.")
     dsd = load_sentiment(dataset, n_train=n_train, n_eval=n_eval, seed=cfg.seed)
     model, tokenizer, source = load_pretrained(model_name)
     model.to(cfg.device)
@@ -442,15 +542,21 @@ def load_or_finetune(cfg, dataset: str = "sst2", model_name: str = "distilbert-b
                              grad_accum_steps=accum, seed=cfg.seed, progress=not cfg.is_smoke)
     history = finetune(model, tokenizer, dsd, config, max_length, batch_size)
     scores = evaluate(model, tokenizer, dsd["test"], max_length, batch_size * 2)
+    notebook = getattr(cfg, "notebook", None)
     info = {
-        "action": "fine-tuned", "path": str(folder), "dataset": dataset,
+        "action": "fine-tuned", "path": str(quick), "kind": "quick",
+        "origin": f"finetune.load_or_finetune in notebook {notebook}" if notebook else
+        "finetune.load_or_finetune", "dataset": dataset,
         "data_source": str(dsd.source), "data_is_benchmark": dsd.source.is_benchmark,
         "base_model": short_name(source), "model_source": str(source), "profile": cfg.profile,
-        "n_train": len(dsd["train"]), "epochs": 1, "max_length": max_length,
+        "n_train": len(dsd["train"]), "n_train_requested": n_train, "epochs": 1,
+        "max_length": max_length,
         "test_accuracy": round(scores["accuracy"], 4), "test_f1": round(scores["f1"], 4),
         "n_test": len(dsd["test"]), "train_seconds": round(history.train_seconds, 1),
     }
-    save_finetuned(model, tokenizer, folder, info)
-    print(f"Saved to {folder}: test accuracy {scores['accuracy']:.3f} on {len(dsd['test'])} "
-          f"examples ({dsd.source}).")
+    save_finetuned(model, tokenizer, quick, info)
+    SOURCES["model"] = (f"{short_name(source)} fine-tuned on {dataset} (quick, 1 epoch, by "
+                        f"{info['origin']}), saved to {shown_path(quick)}")
+    print(f"Saved to {shown_path(quick)}: test accuracy {scores['accuracy']:.3f} on "
+          f"{len(dsd['test'])} examples ({dsd.source}).")
     return model.eval(), tokenizer, info

@@ -135,7 +135,8 @@ def main(argv=None) -> dict:
         if args.output:
             ft.save_finetuned(core, tokenizer, args.output,
                               {**result, "base_model": model_name.split(" ")[0],
-                               "dataset": args.dataset, "profile": "gpu" if device.type ==
+                               "dataset": args.dataset, "origin": "scripts/finetune.py",
+                               "profile": "gpu" if device.type ==
                                "cuda" else "cpu", "epochs": args.epochs,
                                "max_length": args.max_length})
         if args.record and not args.no_eval:

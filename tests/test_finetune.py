@@ -159,7 +159,7 @@ def test_checkpoint_of_another_architecture_is_not_reused(tokenizer, tmp_path):
     from bigmodel_lab.models import resolve_model
 
     folder = tmp_path / "sst2-x"
-    ft.save_finetuned(tiny_bert(tokenizer), tokenizer, folder, {"profile": "gpu"})
+    ft.save_finetuned(tiny_bert(tokenizer), tokenizer, folder, {"profile": "cpu"})
     ok, why = ft.reusable(folder, resolve_model("minilm"), "distilbert", "cpu")
     assert not ok and "distilbert" in why
     ok, why = ft.reusable(folder, resolve_model("minilm"), "bert", "cpu")
@@ -176,15 +176,128 @@ def test_load_or_finetune_makes_then_loads_a_checkpoint(tokenizer, tmp_path, mon
     cfg = setup("06", profile="smoke", quiet=True)
     model, tok, info = ft.load_or_finetune(cfg, "sst2", str(base))
     assert info["action"] == "fine-tuned" and 0.0 <= info["test_accuracy"] <= 1.0
-    assert (tmp_path / "checkpoints" / "sst2-tiny-bert" / "info.json").exists()
+    # The quick stand-in has a folder of its own: never 06's folder.
+    quick = tmp_path / "checkpoints" / "sst2-tiny-bert-quick-smoke"
+    assert (quick / "info.json").exists()
+    assert not (tmp_path / "checkpoints" / "sst2-tiny-bert").exists()
+    assert ft.read_info(quick)["origin"] == "finetune.load_or_finetune in notebook 06"
     again, _, info2 = ft.load_or_finetune(cfg, "sst2", str(base))
     assert info2["action"] == "loaded" and info2["test_accuracy"] == info["test_accuracy"]
     texts = ["", "wonderful"]
     np.testing.assert_allclose(ft.predict_proba(again, tok, texts, max_length=32),
                                ft.predict_proba(model, tok, texts, max_length=32), atol=1e-5)
-    cpu = setup("06", profile="cpu", quiet=True)  # a smoke checkpoint is too weak for cpu
-    assert not ft.reusable(tmp_path / "checkpoints" / "sst2-tiny-bert", info2["base_model"],
-                           "bert", cpu.profile)[0]
+    cpu = setup("06", profile="cpu", quiet=True)  # a smoke checkpoint is not for cpu
+    assert not ft.reusable(quick, info2["base_model"], "bert", cpu.profile)[0]
+
+
+def test_a_smoke_run_never_picks_up_a_cpu_checkpoint(tokenizer, tmp_path, monkeypatch, capsys):
+
+    monkeypatch.setattr(ft, "CHECKPOINTS", tmp_path)
+    folder = tmp_path / "sst2-tiny-bert"
+    ft.save_finetuned(tiny_bert(tokenizer), tokenizer, folder,
+                      {"profile": "cpu", "base_model": "tiny-bert", "origin": "notebook 06"})
+    ok, why = ft.reusable(folder, "tiny-bert", "bert", "smoke")
+    assert not ok and "cpu profile" in why
+    assert not ft.reusable(folder, "tiny-bert", "bert", "gpu")[0]  # nor the other way round
+    assert ft.reusable(folder, "tiny-bert", "bert", "cpu")[0]
+
+
+def test_later_notebooks_prefer_06s_model_and_say_when_they_get_a_quick_one(
+        tokenizer, tmp_path, monkeypatch, capsys):
+    from bigmodel_lab import setup
+
+    base = tmp_path / "tiny-bert"
+    tiny_bert(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    monkeypatch.setattr(ft, "CHECKPOINTS", tmp_path / "checkpoints")
+    twelve = setup("12", profile="smoke", quiet=True)
+    ft.load_or_finetune(twelve, "sst2", str(base))  # 12 run first: makes a quick one
+    capsys.readouterr()
+    eight = setup("08", profile="smoke", quiet=True)
+    _, _, info = ft.load_or_finetune(eight, "sst2", str(base))
+    said = capsys.readouterr().out
+    assert info["kind"] == "quick" and "notebook 12" in info["origin"]
+    assert "quick stand-in made by finetune.load_or_finetune in notebook 12" in said
+    assert "Not notebook 06's model" in said and "run 06 in the smoke profile" in said
+    # Once 06 has saved its model (same profile), 08 loads that one, and says so.
+    six = setup("06", profile="smoke", quiet=True)
+    ft.save_finetuned(tiny_bert(tokenizer, seed=1), tokenizer, ft.checkpoint_dir("sst2", "tiny-bert"),
+                      {"profile": six.profile, "base_model": "tiny-bert", "epochs": 2,
+                       "n_train": 100})
+    capsys.readouterr()
+    eight = setup("08", profile="smoke", quiet=True)
+    _, _, info = ft.load_or_finetune(eight, "sst2", str(base))
+    assert info["kind"] == "full" and info["origin"] == "notebook 06"
+    assert "the fine-tuned classifier made by notebook 06 in the smoke profile" in \
+        capsys.readouterr().out
+
+
+class Killed(BaseException):
+    """Stands for kill -9: nothing after it runs, not even except/finally cleanup in the code
+    under test (which only cleans up after an Exception)."""
+
+
+def save_steps(monkeypatch, crash_at):
+    """Make the crash_at-th filesystem step of save_finetuned raise Killed."""
+    calls = {"n": 0}
+    real_replace, real_rmtree = ft.os.replace, ft.shutil.rmtree
+
+    def step(real):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == crash_at:
+                raise Killed
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(ft.os, "replace", step(real_replace))
+    monkeypatch.setattr(ft.shutil, "rmtree", step(real_rmtree))
+    return calls
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3])  # rename old aside, rename new in, delete old
+def test_save_killed_at_any_step_keeps_a_checkpoint_and_leaves_no_hidden_folder(
+        tokenizer, tmp_path, monkeypatch, crash_at):
+    folder = tmp_path / "sst2-tiny"
+    ft.save_finetuned(tiny_bert(tokenizer, seed=0), tokenizer, folder, {"profile": "cpu"})
+    with monkeypatch.context() as m:
+        save_steps(m, crash_at)
+        with pytest.raises(Killed):
+            ft.save_finetuned(tiny_bert(tokenizer, seed=1), tokenizer, folder, {"profile": "gpu"})
+    # Right after the crash, the old or the new checkpoint is on disk in full ...
+    on_disk = [p for p in (folder, tmp_path / ".sst2-tiny.old", tmp_path / ".sst2-tiny.new")
+               if (p / "info.json").exists() and (p / "model.safetensors").exists()]
+    assert on_disk
+    # ... and the next call (here: the reader's recovery) puts one in place, hidden ones gone.
+    ft.recover_interrupted_save(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sst2-tiny"]
+    assert ft.read_info(folder)["profile"] in ("cpu", "gpu")
+    assert ft.read_info(folder)["profile"] == ("cpu" if crash_at == 1 else "gpu")
+    BertForSequenceClassification.from_pretrained(folder)  # loads
+
+
+def test_save_killed_while_writing_keeps_the_old_checkpoint(tokenizer, tmp_path, monkeypatch):
+    folder = tmp_path / "sst2-tiny"
+    ft.save_finetuned(tiny_bert(tokenizer, seed=0), tokenizer, folder, {"profile": "cpu"})
+    model = tiny_bert(tokenizer, seed=1)
+    monkeypatch.setattr(type(tokenizer), "save_pretrained",
+                        lambda *a, **k: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        ft.save_finetuned(model, tokenizer, folder, {"profile": "gpu"})
+    monkeypatch.undo()
+    assert ft.read_info(folder)["profile"] == "cpu"  # untouched by the half-written copy
+    ft.save_finetuned(model, tokenizer, folder, {"profile": "gpu"})  # the next call cleans up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sst2-tiny"]
+    assert ft.read_info(folder)["profile"] == "gpu"
+
+
+def test_saved_checkpoint_records_profile_and_origin(tokenizer, tmp_path):
+    from bigmodel_lab import setup
+
+    setup("06", profile="smoke", quiet=True)
+    folder = ft.save_finetuned(tiny_bert(tokenizer), tokenizer, tmp_path / "x", {"n_train": 3})
+    info = ft.read_info(folder)
+    assert info["profile"] == "smoke" and info["origin"] == "notebook 06" and info["saved_at"]
 
 
 def test_gradient_accumulation_takes_the_same_steps_as_the_full_batch(tokenizer, sentences):

@@ -40,7 +40,7 @@ def tfidf_logreg(texts, labels, ngram_range=(1, 2), min_df: int = 2, C: float = 
                  max_features: int | None = 200_000) -> Pipeline:
     """Fit TF-IDF (word uni+bigrams, sublinear tf) + L2 logistic regression.
 
-    tf-idf(t, d) = (1 + log tf(t, d)) * log((1 + N) / (1 + df(t))) + 1, rows L2-normalised;
+    tf-idf(t, d) = (1 + log tf(t, d)) * (log((1 + N) / (1 + df(t))) + 1), rows L2-normalised;
     the classifier is p(positive | d) = sigmoid(w . x_d + b)."""
     texts, labels = check_texts(texts), check_labels(labels)
     pipe = make_pipeline(

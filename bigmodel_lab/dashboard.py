@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .results import anchors, read_ledger
-from .runtime import REPO_ROOT
+from .runtime import REPO_ROOT, work_dir
 
-NOTEBOOKS = REPO_ROOT / "notebooks"
-BUILD = REPO_ROOT / "build"
+NOTEBOOKS = REPO_ROOT / "notebooks"  # read only; absent in a pip install (then: none listed)
 TASK_NAMES = {"sst2": "SST-2", "imdb": "IMDb", "rotten_tomatoes": "Rotten Tomatoes"}
 
 
@@ -209,9 +208,10 @@ def _first_column(frame: pd.DataFrame, patterns: tuple[str, ...]) -> str | None:
 LATENCY_COLUMNS = (r"metrics\.latency_ms", r"metrics\.latency_median_ms",
                    r"metrics\.median_ms", r"(metrics|extra)\..*latency.*_ms")
 SIZE_COLUMNS = (r"metrics\.size_mb", r"(metrics|extra)\..*size_mb")
-VARIANT_COLUMNS = ["notebook", "task", "model", "profile", "device", "shape", "data_source",
-                   "accuracy", "latency_ms", "size_mb", "time"]
-GROUP = ["task", "profile", "device", "shape"]  # latencies are comparable within one group
+VARIANT_COLUMNS = ["notebook", "task", "model", "profile", "device", "shape", "threads",
+                   "data_source", "accuracy", "latency_ms", "size_mb", "time"]
+# latencies are comparable within one group: one machine, one batch shape, one thread count
+GROUP = ["task", "profile", "device", "shape", "threads"]
 
 
 def _coalesce(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -242,9 +242,11 @@ def variants(ledger: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str | None]]
     length = _coalesce(frame, ["extra.bench_len", "extra.seq_len"])
     frame["shape"] = [f"{int(b)} x {int(t)}" if b == b and t == t else "unknown"
                       for b, t in zip(batch, length)]
+    threads = _coalesce(frame, ["extra.threads"])
+    frame["threads"] = [str(int(n)) if n == n else "unknown" for n in threads]
     keep = VARIANT_COLUMNS
-    frame = frame.sort_values("time").groupby(["task", "model", "profile", "device", "shape"],
-                                              as_index=False).tail(1)
+    frame = frame.sort_values("time").groupby(["task", "model", "profile", "device", "shape",
+                                               "threads"], as_index=False).tail(1)
     return frame[keep].reset_index(drop=True), {"latency": latency, "size": size}
 
 
@@ -326,10 +328,10 @@ def _table_html(frame: pd.DataFrame) -> str:
 def export_html(ledger: pd.DataFrame, path: str | Path | None = None,
                 notebooks: str | Path = NOTEBOOKS) -> Path:
     """Write a standalone HTML report (tables and embedded figures) and return its path
-    (default build/results_dashboard.html)."""
+    (default build/results_dashboard.html under `runtime.work_dir()`, never site-packages)."""
     import matplotlib.pyplot as plt
 
-    path = Path(path) if path else BUILD / "results_dashboard.html"
+    path = Path(path) if path else work_dir() / "build" / "results_dashboard.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     parts = ["<h1>bigmodel-lab results</h1>",
              f"<p>Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC from "
@@ -350,9 +352,9 @@ def export_html(ledger: pd.DataFrame, path: str | Path | None = None,
     if not frame.empty:
         parts.append("<h2>Compression and inference variants</h2>")
         parts.append(f"<p>Latency column: {used['latency']}; size column: {used['size']}.</p>")
-        for (task, profile, device, shape), group in frame.groupby(GROUP):
+        for (task, profile, device, shape, threads), group in frame.groupby(GROUP):
             parts.append(f"<h3>{html.escape(str(task))}, {profile} profile, {device}, "
-                         f"batch {shape} tokens</h3>")
+                         f"batch {shape} tokens, {threads} thread(s)</h3>")
             parts.append(_table_html(group.drop(columns=["time"])))
             if len(group) > 1:
                 ax = plot_pareto(group)

@@ -155,6 +155,40 @@ def render_html(tokens: Sequence[str], scores: np.ndarray, title: str | None = N
     return f'{head}<div style="line-height: 1.9">{" ".join(spans)}</div>'
 
 
+class Attributions:
+    """Word scores that show as coloured text in a notebook (`_repr_html_`) and as a plain
+    "word +0.123" list everywhere else (GitHub, a terminal, a text export): no placeholder."""
+
+    def __init__(self, words: Sequence[str], scores: np.ndarray, title: str | None = None):
+        self.words, self.scores, self.title = list(words), np.asarray(scores, float), title
+
+    def _repr_html_(self) -> str:
+        return render_html(self.words, self.scores, self.title)
+
+    def __repr__(self) -> str:
+        body = " ".join(f"{w}({s:+.3f})" for w, s in zip(self.words, self.scores))
+        return (f"{self.title}\n" if self.title else "") + body
+
+
+def plot_attributions(words: Sequence[str], scores: np.ndarray, title: str | None = None,
+                      ax=None):
+    """Word scores as a horizontal bar chart, green for, red against: the static figure of
+    an attribution (what a reader without a kernel sees of the explorer)."""
+    import matplotlib.pyplot as plt
+
+    scores = np.asarray(scores, float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.25 * len(words) + 1.0))
+    ax.barh(range(len(words)), scores, color=np.where(scores >= 0, "tab:green", "tab:red"))
+    ax.set_yticks(range(len(words)), words, fontsize=9)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("attribution to the predicted label (integrated gradients)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
 # ----------------------------------------------------------------------------- explorer
 def explain_text(model, tokenizer, text: str, n_steps: int = 32,
                  max_length: int = 128) -> dict:
@@ -189,6 +223,11 @@ def explorer(model, tokenizer, text: str = "The plot was not bad at all.", n_ste
     The work is done by `explain_text`; this only wires widgets to it."""
     import ipywidgets as widgets
 
+    class Explorer(widgets.VBox):
+        def __repr__(self) -> str:  # the text a static copy shows instead of VBox(children=...)
+            return (f"Explorer for {box.value!r} (interactive in a running notebook; "
+                    "plot_attributions gives its static figure)")
+
     box = widgets.Text(value=text, description="Sentence", layout=widgets.Layout(width="90%"))
     button = widgets.Button(description="Explain")
     output = widgets.HTML()
@@ -203,7 +242,7 @@ def explorer(model, tokenizer, text: str = "The plot was not bad at all.", n_ste
 
     button.on_click(on_click)
     on_click()
-    return widgets.VBox([box, button, output])
+    return Explorer([box, button, output])
 
 
 # ----------------------------------------------------------------------------- failure modes
@@ -241,14 +280,15 @@ def accuracy_by(frame, column: str):
             .agg(accuracy="mean", n="size").reset_index())
 
 
-# Word swaps that should not change sentiment. Each maps both ways.
+# Word swaps that should not change sentiment. Each maps both ways. Only near-synonyms go in
+# "neutral": swapping "the" for "this" everywhere is not harmless ("by this end", "this
+# viewer"), it makes ungrammatical text, so it measures robustness to noise, not bias.
 SWAPS: dict[str, dict[str, str]] = {
     "pronouns": {"he": "she", "him": "her", "his": "her", "himself": "herself", "man": "woman",
                  "men": "women", "actor": "actress", "boy": "girl", "father": "mother"},
     "names": {"john": "maria", "michael": "aisha", "david": "mei", "james": "fatima",
               "tom": "priya", "robert": "lakshmi"},
-    "neutral": {"movie": "film", "film": "movie", "the": "this", "watched": "saw",
-                "story": "plot"},
+    "neutral": {"movie": "film", "film": "movie", "watched": "saw", "films": "movies"},
 }
 
 

@@ -100,7 +100,7 @@ def test_empty_ledger_gives_empty_tables_with_their_columns():
     ledger = dashboard.load()
     frame, used = dashboard.variants(ledger)
     assert frame.empty and "latency_ms" in frame.columns and used["latency"] is None
-    assert list(frame.groupby(["task", "profile", "device"])) == []
+    assert list(frame.groupby(dashboard.GROUP)) == []
     assert dashboard.run_costs(ledger).empty and dashboard.summary(ledger).empty
     assert len(dashboard.task_table(ledger, "sst2")) == len(results.anchors("sst2"))
 
@@ -187,3 +187,14 @@ def test_pareto_plot_names_variants_in_a_legend_not_overlapping_annotations():
     assert not ax.texts  # no annotation to collide with another
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(t.startswith("18 of 72 heads removed") for t in legend) and "Pareto front" in legend
+
+
+def test_variants_timed_with_other_thread_counts_are_kept_apart():
+    for notebook, threads in (("09", 2), ("10", 1)):
+        cfg = Config(notebook=notebook, profile="cpu", device="cpu")
+        results.record(cfg, task="sst2", model=f"int8 ({notebook})", data_source="offline",
+                       metrics={"accuracy": 0.8, "latency_ms": 10.0},
+                       extra={"bench_batch": 32, "bench_len": 128, "threads": threads})
+    frame, _ = dashboard.variants(dashboard.load())
+    assert sorted(frame["threads"]) == ["1", "2"]
+    assert len(list(frame.groupby(dashboard.GROUP))) == 2

@@ -134,3 +134,24 @@ def test_counterfactual_probe_shows_the_text_that_moved_most(predict):
     moves = [abs(predict([explain.swap_words(t, explain.SWAPS["pronouns"])])[0, 1] - predict([t])[0, 1])
              for t in texts]
     assert np.isclose(row["max_abs_change"], max(moves))
+
+
+def test_neutral_swaps_are_near_synonyms_that_keep_the_sentence_grammatical():
+    neutral = explain.SWAPS["neutral"]
+    assert "the" not in neutral and "this" not in neutral.values()
+    assert explain.swap_words("By the end the viewer watched the movie.", neutral) == \
+        "By the end the viewer saw the film."
+
+
+def test_attributions_show_words_and_scores_without_a_browser():
+    view = explain.Attributions(["not", "bad"], np.array([0.25, -0.5]), "predicted positive")
+    assert repr(view) == "predicted positive\nnot(+0.250) bad(-0.500)"
+    assert "<span" in view._repr_html_()
+    ax = explain.plot_attributions(view.words, view.scores, "t")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["not", "bad"]
+
+
+def test_explorer_shows_a_sentence_not_a_widget_placeholder_when_static(tiny):
+    box = explain.explorer(*tiny, text="fine", n_steps=4)
+    plain = box._repr_mimebundle_()["text/plain"]
+    assert "VBox(children" not in plain and "fine" in plain

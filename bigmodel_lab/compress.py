@@ -549,9 +549,44 @@ def export_onnx(model: nn.Module, tokenizer, path: str | os.PathLike, max_length
                           dynamic_axes=dynamic, opset_version=17, dynamo=False)
     tokenizer.save_pretrained(path.parent)
     labels = getattr(model.config, "id2label", None) or {0: "negative", 1: "positive"}
-    meta = {"max_length": max_length, "id2label": {int(k): v for k, v in labels.items()}}
+    meta = {"max_length": max_length, "id2label": {int(k): v for k, v in labels.items()},
+            **export_provenance(model)}
     (path.parent / "onnx_meta.json").write_text(json.dumps(meta, indent=1))
     return path
+
+
+def export_provenance(model: nn.Module) -> dict:
+    """What made an export: the profile and notebook of the running `lab.setup` (else
+    "python"), the model it came from and when, written into onnx_meta.json."""
+    import datetime as dt
+
+    from .runtime import CURRENT
+
+    cfg = CURRENT.get("cfg")
+    config = getattr(model, "config", None)
+    return {"profile": cfg.profile if cfg else None,
+            "origin": f"notebook {cfg.notebook}" if cfg else "python",
+            "model": str(getattr(config, "_name_or_path", "") or type(model).__name__),
+            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def onnx_info(path: str | os.PathLike) -> dict:
+    """The onnx_meta.json beside an exported graph ({} when there is none): max_length,
+    labels, and the profile / origin / model that made it."""
+    meta_file = Path(path).parent / "onnx_meta.json"
+    try:
+        return json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    except ValueError as err:
+        raise ValueError(f"{meta_file} is not valid JSON (corrupt or truncated). Delete the "
+                         "export folder and export again with compress.export_onnx.") from err
+
+
+def _corrupt_onnx(path: Path, err: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable ONNX graph (corrupt or truncated, e.g. an export that was "
+        f"stopped: {str(err)[:100]}). Delete it and export again with compress.export_onnx "
+        "(then compress.quantize_onnx for the int8 copy)."
+    )
 
 
 def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike,
@@ -577,6 +612,10 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike,
     logging.disable(logging.WARNING)  # ORT's "consider pre-processing" hint is advice, not a fault
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, **kwargs)
+    except Exception as err:
+        if "proto" in str(err).lower() or "parse" in str(err).lower():
+            raise _corrupt_onnx(src, err) from err
+        raise
     finally:
         logging.disable(previous)
     if dst.parent != src.parent:  # keep tokenizer + meta beside the quantized graph too
@@ -602,8 +641,7 @@ class OnnxClassifier:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} does not exist: run export_onnx first.")
-        meta_file = self.path.parent / "onnx_meta.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        meta = self.info = onnx_info(self.path)
         if tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -615,8 +653,11 @@ class OnnxClassifier:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT raises InvalidProtobuf / Fail, both plain Exceptions
+            raise _corrupt_onnx(self.path, err) from err
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Raw logits (B, num_labels) for already tokenized int64 arrays."""

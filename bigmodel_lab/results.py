@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .runtime import REPO_ROOT, SOURCES, Config, versions
-
-LEDGER = REPO_ROOT / "results" / "ledger.jsonl"
+from .runtime import SOURCES, Config, versions, work_dir
 
 
 def ledger_path() -> Path:
-    """$BIGMODEL_LAB_LEDGER when set (tests use it), else results/ledger.jsonl."""
-    return Path(os.environ.get("BIGMODEL_LAB_LEDGER", LEDGER))
+    """$BIGMODEL_LAB_LEDGER when set (tests use it), else results/ledger.jsonl under
+    `runtime.work_dir()`: the clone's committed ledger, or, for a pip install (Colab), the
+    working directory's results/ (never site-packages)."""
+    if os.environ.get("BIGMODEL_LAB_LEDGER", "").strip():
+        return Path(os.environ["BIGMODEL_LAB_LEDGER"])
+    return work_dir() / "results" / "ledger.jsonl"
 
 
 def record(

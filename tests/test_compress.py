@@ -278,3 +278,25 @@ def test_recover_trains_and_keeps_pruned_weights_at_zero():
     assert compress.sparsity(model) >= before - 1e-9
     with pytest.raises(ValueError, match="at least 1"):
         compress.recover(model, tokenizer, dsd, steps=0, max_length=8, batch_size=2)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_or_truncated_onnx_file_says_delete_it_and_export_again(tmp_path, damage):
+    model, tokenizer = tiny_bert(), WordTokenizer()
+    path = compress.export_onnx(model, tokenizer, tmp_path / "model.onnx", max_length=16)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3] if damage == "truncate" else b"\x07not onnx" * 50)
+    with pytest.raises(ValueError, match="Delete it and export again with compress.export_onnx"):
+        compress.OnnxClassifier(path, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="Delete it and export again"):
+        compress.quantize_onnx(path, tmp_path / "model-int8.onnx")
+
+
+def test_export_records_profile_and_origin(tmp_path):
+    from bigmodel_lab import setup
+
+    setup("09", profile="smoke", quiet=True)
+    path = compress.export_onnx(tiny_bert(), WordTokenizer(), tmp_path / "model.onnx", 16)
+    info = compress.onnx_info(path)
+    assert info["profile"] == "smoke" and info["origin"] == "notebook 09"
+    assert compress.OnnxClassifier(path, tokenizer=WordTokenizer()).info["profile"] == "smoke"

@@ -20,7 +20,7 @@ LOCK ?= requirements/constraints.txt
 CONSTRAINTS := $(if $(LOCK),-c $(LOCK))
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: lab test install kernel book outputs bench lint clean help lock test-latest
+.PHONY: lab test install kernel book outputs bench lint clean clean-all help lock test-latest
 
 help:
 	@echo "make lab     set up, then open JupyterLab on notebooks/00_welcome.ipynb"
@@ -32,6 +32,8 @@ help:
 	@echo "make bench   run benchmarks/ and write results/bench.json"
 	@echo "make lock    rewrite requirements/constraints.txt (the tested versions) from this env"
 	@echo "make test-latest  the same tests against the newest releases, in .venv-latest"
+	@echo "make clean   remove build/ and tool caches; make clean-all also removes what runs"
+	@echo "             made: checkpoints/, exports/ and cache/ (converted models)"
 
 $(VENV)/bin/python:
 	@$(PYTHON) scripts/check_python.py
@@ -98,3 +100,8 @@ lint: install
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
+
+# What runs made: fine-tuned checkpoints, ONNX exports, converted models (cache/). Not the
+# ledger (results/ is committed).
+clean-all: clean
+	rm -rf checkpoints exports cache

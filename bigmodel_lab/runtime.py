@@ -58,6 +58,10 @@ def _cuda_available() -> bool:
 def resolve_profile(value: str | None = None) -> str:
     """The active profile: the argument, else $BIGMODEL_LAB_PROFILE, else smoke on CI,
     gpu when CUDA is available, cpu otherwise."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"profile must be a string, one of {', '.join(map(repr, PROFILES))}; got "
+                        f"{type(value).__name__} {value!r}. Pass e.g. profile='cpu', or leave "
+                        f"it out to use ${ENV_VAR}.")
     value = value if value is not None else os.environ.get(ENV_VAR, "")
     value = value.strip().lower()
     if value:
@@ -219,6 +223,12 @@ def setup(notebook_id: str, profile: str | None = None, seed: int = 0, quiet: bo
     e.g. `cfg.n_train`.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not isinstance(notebook_id, str):
+        raise TypeError(f"notebook_id must be the notebook's number as a string, e.g. "
+                        f"lab.setup('06'); got {type(notebook_id).__name__} {notebook_id!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be a whole number, e.g. seed=0; got {type(seed).__name__} "
+                        f"{seed!r}.")
     name = resolve_profile(profile)
     settings = settings_for(notebook_id, name)
     import torch

@@ -51,7 +51,7 @@ def drop_progress_bars(nb) -> int:
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 lines = re.split(r"(?<=[\r\n])", out["text"])
                 clean = "".join(line for line in lines if not PROGRESS_BAR.match(line.strip("\r\n")))
-                clean = re.sub(r"\r+(?=\n|$)", "", clean)
+                clean = re.sub(r"(^|\n)\r+|\r+(?=\n|$)", r"\1", clean)
                 if clean != out["text"]:
                     changed += 1
                     if not clean.strip():

@@ -60,7 +60,9 @@ def load(path: str | Path | None = None, superseded: bool = False) -> pd.DataFra
 
 def _metric(frame: pd.DataFrame, name: str) -> pd.Series:
     column = f"metrics.{name}"
-    return frame[column] if column in frame else pd.Series(np.nan, index=frame.index)
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce")  # a non-number is no figure to plot
 
 
 LOWER_IS_BETTER = ("perplexity", "loss", "latency", "_ms", "seconds", "error")
@@ -76,8 +78,8 @@ def headline_metric(ledger: pd.DataFrame, task: str) -> str | None:
     rows = ledger[ledger["task"] == task]
     if _metric(rows, "accuracy").notna().any() or rows.empty:
         return "accuracy"
-    names = [c.split(".", 1)[1] for c in rows.columns
-             if c.startswith("metrics.") and rows[c].notna().any()]
+    names = [c.split(".", 1)[1] for c in rows.columns if c.startswith("metrics.")
+             and pd.to_numeric(rows[c], errors="coerce").notna().any()]  # numbers only
     declared = rows["headline"].dropna() if "headline" in rows else pd.Series(dtype=object)
     names = [n for n in declared.iloc[::-1] if n in names][:1] + names
     full = [n for n in names if rows[f"metrics.{n}"].notna().all()]
@@ -106,7 +108,7 @@ def task_table(ledger: pd.DataFrame, task: str) -> pd.DataFrame:
         ours = ours.assign(_se=_standard_error(ours)).sort_values("time").groupby(
             ["notebook", "model", "profile", "data_source"], as_index=False).tail(1)
         for _, r in ours.iterrows():
-            value = r[f"metrics.{metric}"]
+            value = float(pd.to_numeric(r[f"metrics.{metric}"], errors="coerce"))
             is_acc = metric == "accuracy"
             rows.append(dict(source="this book", model=r["model"], notebook=r["notebook"],
                              profile=r["profile"], data=r["data_source"],

@@ -198,3 +198,17 @@ def test_variants_timed_with_other_thread_counts_are_kept_apart():
     frame, _ = dashboard.variants(dashboard.load())
     assert sorted(frame["threads"]) == ["1", "2"]
     assert len(list(frame.groupby(dashboard.GROUP))) == 2
+
+
+def test_new_notebooks_with_their_own_tasks_and_metrics_need_no_dashboard_change(tmp_path):
+    cfg = Config(notebook="17", profile="cpu", device="cpu")
+    results.record(cfg, task="steering an LLM (DPO)", model="SmolLM2 + DPO", data_source="offline",
+                   metrics={"positive_rate": 0.71, "judge": "MiniLM classifier", "kl": 0.8},
+                   extra={"n_eval": 100})
+    ledger = dashboard.load()
+    assert "steering an LLM (DPO)" in dashboard.tasks(ledger)
+    table = dashboard.task_table(ledger, "steering an LLM (DPO)")
+    assert table["metric"].tolist() == ["positive_rate"] and table["value"].tolist() == [0.71]
+    assert dashboard.plot_task(ledger, "steering an LLM (DPO)") is not None
+    assert dashboard.best_results(ledger).set_index("task").loc["steering an LLM (DPO)", "runs"] == 1
+    assert "steering an LLM" in dashboard.export_html(ledger, tmp_path / "r.html").read_text()

@@ -57,11 +57,35 @@ def row_entropy(weights: torch.Tensor) -> torch.Tensor:
     return -(weights * weights.clamp_min(1e-12).log()).sum(-1)
 
 
+def plot_toy_attention(sentence: str, d_k: int = 64, temperature: float = 1.0,
+                       scaled: bool = True, ax=None):
+    """The explorer's heatmap as a plain figure (what a static copy of the notebook shows)."""
+    import matplotlib.pyplot as plt
+
+    words, w = toy_attention(sentence, d_k, temperature, scaled)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(w, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(words)), words, rotation=90)
+    ax.set_yticks(range(len(words)), words)
+    ax.set(xlabel="key", ylabel="query")
+    ax.set_title(f"d_k = {d_k}, {'scaled' if scaled else 'unscaled'}, T = {temperature:g}: "
+                 f"mean row entropy {row_entropy(w).mean():.2f} nats", fontsize=9)
+    return ax
+
+
 def build_explorer(sentence: str = "the cat sat on the mat because it was tired"):
     """An ipywidgets explorer over `toy_attention`: d_k and temperature sliders, a text box,
-    a scaled/unscaled toggle. Returns the widget (display it in a notebook)."""
+    a scaled/unscaled toggle. Returns the widget (display it in a notebook); outside a live
+    notebook it reads as one line naming its sentence, and `plot_toy_attention` draws the
+    same heatmap as a static figure."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
+
+    class Explorer(widgets.VBox):
+        def __repr__(self) -> str:  # what a static copy shows instead of VBox(children=...)
+            return (f"Attention explorer for {text.value!r} (sliders in a running notebook; "
+                    "plot_toy_attention draws its heatmap)")
 
     text = widgets.Text(value=sentence, description="sentence")
     d_k = widgets.IntSlider(value=64, min=1, max=1024, step=1, description="d_k")
@@ -69,14 +93,8 @@ def build_explorer(sentence: str = "the cat sat on the mat because it was tired"
     scaled = widgets.Checkbox(value=True, description="divide by sqrt(d_k)")
 
     def show(sentence, d_k, temperature, scaled):
-        words, w = toy_attention(sentence, d_k, temperature, scaled)
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        ax.imshow(w, cmap="viridis", vmin=0, vmax=1)
-        ax.set_xticks(range(len(words)), words, rotation=90)
-        ax.set_yticks(range(len(words)), words)
-        ax.set(xlabel="key", ylabel="query",
-               title=f"mean row entropy {row_entropy(w).mean():.2f} nats")
+        plot_toy_attention(sentence, d_k, temperature, scaled)
         plt.show()
 
     out = widgets.interactive_output(show, {"sentence": text, "d_k": d_k, "temperature": temp, "scaled": scaled})
-    return widgets.VBox([text, widgets.HBox([d_k, temp, scaled]), out])
+    return Explorer([text, widgets.HBox([d_k, temp, scaled]), out])

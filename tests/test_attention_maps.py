@@ -37,3 +37,14 @@ def test_explorer_builds_headless():
 
     matplotlib.use("Agg")
     assert build_explorer("a b c") is not None
+
+
+def test_explorer_reads_as_its_sentence_and_has_a_static_figure():
+    from bigmodel_lab.attention_maps import plot_toy_attention
+
+    box = build_explorer("a b c")
+    plain = box._repr_mimebundle_()["text/plain"]
+    assert "VBox(children" not in plain and "a b c" in plain
+    ax = plot_toy_attention("a b c", d_k=4, scaled=False)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert "unscaled" in ax.get_title()

@@ -19,6 +19,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from .checks import check_count, check_name
 from .hub import hub_available
 from .runtime import SOURCES
 
@@ -63,10 +64,12 @@ def load_sentiment(
     (None keeps everything). `offline=None` asks the hub first (decided once per process,
     within 5 s); True forces the offline corpus. The returned object has `.source`.
     """
-    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    key = check_name("name", name, NAMES).strip().lower().replace("-", "_")
     key = {"sst_2": "sst2", "glue_sst2": "sst2", "rt": "rotten_tomatoes"}.get(key, key)
     if key not in NAMES:
         raise ValueError(f"Unknown dataset {name!r}. Available: {', '.join(NAMES)}.")
+    n_train, n_eval = check_count("n_train", n_train), check_count("n_eval", n_eval)
+    seed = check_count("seed", seed, minimum=0, allow_none=False)
     use_hub = hub_available() if offline is None else not offline
     dsd = None
     if use_hub:
@@ -199,7 +202,8 @@ def subsample(
     dsd: datasets.DatasetDict, n_train: int | None, n_eval: int | None, seed: int = 0
 ) -> datasets.DatasetDict:
     """Seeded, stratified subsets: `n_train` rows of train, `n_eval` of validation and test."""
-    sizes = {"train": n_train, "validation": n_eval, "test": n_eval}
+    sizes = {"train": check_count("n_train", n_train), "validation": check_count("n_eval", n_eval),
+             "test": n_eval}
     out = {}
     for split, ds in dsd.items():
         n = sizes.get(split)
@@ -212,6 +216,13 @@ def subsample(
         for value in np.unique(labels):
             idx = np.flatnonzero(labels == value)
             share = int(round(n * len(idx) / len(labels)))
+            if share == 0:  # a split without one of the labels cannot train or be scored
+                knob = "n_train" if split == "train" else "n_eval"
+                rarest = min(np.bincount(labels)[np.unique(labels)]) / len(labels)
+                raise ValueError(
+                    f"{knob}={n} is too small: the {split} split would hold no example of "
+                    f"label {value}. Use {knob}={int(np.ceil(0.5 / rarest))} or more (or None "
+                    "for the whole split).")
             picks.append(rng.choice(idx, size=min(share, len(idx)), replace=False))
         out[split] = ds.select(np.sort(np.concatenate(picks)))
     return datasets.DatasetDict(out)

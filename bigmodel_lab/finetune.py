@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from . import longtext
+from .checks import check_count, check_max_length
 from .metrics import classification_report
 from .runtime import shown_path, work_dir
 from .train import History, TrainConfig, fit
@@ -64,6 +65,39 @@ def check_labels(labels) -> np.ndarray:
             "(GLUE test labels are -1: evaluate on validation instead)."
         )
     return arr.astype(np.int64)
+
+
+def check_split(ds, what: str = "split") -> None:
+    """A `datasets.Dataset` with rows, or an error saying what to pass."""
+    if isinstance(ds, dict) or not hasattr(ds, "column_names"):
+        raise TypeError(f"{what} must be one datasets.Dataset split (e.g. dsd['test']), got "
+                        f"{type(ds).__name__}.")
+    if len(ds) == 0:
+        raise ValueError(f"The {what} is empty (0 rows). Load more rows (a larger n_train / "
+                         "n_eval in load_sentiment), or check the filter that emptied it.")
+
+
+def training_split(dsd):
+    """dsd["train"], checked: present and not empty."""
+    if not hasattr(dsd, "keys") or "train" not in dsd:
+        have = ", ".join(dsd.keys()) if hasattr(dsd, "keys") else type(dsd).__name__
+        raise ValueError(f"Fine-tuning needs a DatasetDict with a 'train' split; got {have}. "
+                         "Use data.load_sentiment(...), or DatasetDict(train=..., "
+                         "validation=...).")
+    check_split(dsd["train"], "training split")
+    return dsd["train"]
+
+
+def held_out_split(dsd, name: str):
+    """dsd[name] for evaluation, checked: present and not empty."""
+    if name not in dsd:
+        raise ValueError(
+            f"No {name!r} split to evaluate on (the splits are: {', '.join(dsd)}). Pass "
+            "eval_split= one of them, eval_split=None to train without evaluation, or carve "
+            "one out: dsd['train'].train_test_split(test_size=0.1, seed=0)."
+        )
+    check_split(dsd[name], f"{name} split")
+    return dsd[name]
 
 
 # ---------------------------------------------------------------------------- tokenization
@@ -214,6 +248,8 @@ def predict_proba(model, tokenizer, texts, max_length: int = 128, batch_size: in
     Texts longer than `max_length` tokens are truncated (strategy "head" or "head+tail") or
     split into windows whose probabilities are averaged ("chunk"). Empty strings are
     classified. Batches are formed by length, so little time goes into padding."""
+    max_length = check_max_length(model, max_length)
+    batch_size = check_count("batch_size", batch_size, allow_none=False)
     per_text = encode(texts, tokenizer, max_length, strategy)
     flat = [w for ws in per_text for w in ws]
     owner = np.repeat(np.arange(len(per_text)), [len(ws) for ws in per_text])
@@ -248,6 +284,7 @@ def evaluate(model, tokenizer, dataset_split, max_length: int = 128, batch_size:
     """Accuracy, F1, probabilities and labels on a split with `text` and `label` columns."""
     from .data import check_columns
 
+    check_split(dataset_split, "dataset_split")
     check_columns(dataset_split)
     labels = check_labels(dataset_split["label"])
     start = time.perf_counter()
@@ -260,18 +297,23 @@ def evaluate(model, tokenizer, dataset_split, max_length: int = 128, batch_size:
 # ---------------------------------------------------------------------------- Trainer path
 def finetune_with_trainer(model, tokenizer, dsd, max_length: int = 128, batch_size: int = 32,
                           epochs: int = 1, lr: float = 5e-5, warmup: float = 0.1, seed: int = 0,
-                          output_dir: str | None = None, grad_accum: int = 1):
-    """Fine-tune with Hugging Face `Trainer` (the source articles' path); returns the trainer."""
+                          output_dir: str | None = None, grad_accum: int = 1,
+                          evaluate: bool = True):
+    """Fine-tune with Hugging Face `Trainer` (the source articles' path); returns the trainer.
+
+    `evaluate=False` skips the end-of-epoch validation (benchmarks time the training alone)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    train = tokenize_split(dsd["train"], tokenizer, max_length)
-    validation = tokenize_split(dsd["validation"], tokenizer, max_length)
+    max_length = check_max_length(model, max_length)
+    train = tokenize_split(training_split(dsd), tokenizer, max_length)
+    validation = tokenize_split(held_out_split(dsd, "validation"), tokenizer, max_length)
     args = TrainingArguments(
         output_dir=output_dir or tempfile.mkdtemp(prefix="trainer-"),
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
         num_train_epochs=epochs, learning_rate=lr, warmup_steps=warmup,
-        lr_scheduler_type="linear", weight_decay=0.01, eval_strategy="epoch",
+        lr_scheduler_type="linear", weight_decay=0.01,
+        eval_strategy="epoch" if evaluate else "no",
         save_strategy="no", logging_strategy="epoch", report_to="none", seed=seed,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
         fp16=torch.cuda.is_available(), dataloader_num_workers=0,
@@ -453,16 +495,19 @@ def finetune(model, tokenizer, dsd, config: TrainConfig, max_length: int = 128,
     shared by the `world_size` DDP processes. Batches are length-grouped and padded per batch.
     Validation accuracy is measured at each evaluation (`config.eval_every` steps, and at the
     end); the best weights are kept."""
+    max_length = check_max_length(model, max_length)
+    batch_size = check_count("batch_size", batch_size, allow_none=False)
     if batch_size % config.grad_accum_steps:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of grad_accum_steps "
                          f"({config.grad_accum_steps}).")
     micro = batch_size // config.grad_accum_steps
-    train = tokenize_split(dsd["train"], tokenizer, max_length, strategy)
+    train = training_split(dsd)
+    held_out = held_out_split(dsd, eval_split) if eval_split is not None else None
+    train = tokenize_split(train, tokenizer, max_length, strategy)
     loader = make_loader(train, tokenizer, micro, shuffle=True,
                          group_by_length=group_by_length, rank=rank, world_size=world_size)
     eval_fn = None
-    if eval_split is not None:
-        held_out = dsd[eval_split]
+    if held_out is not None:
 
         def eval_fn(m):
             scores = evaluate(getattr(m, "module", m), tokenizer, held_out, max_length,
@@ -494,7 +539,7 @@ def load_or_finetune(cfg, dataset: str = "sst2", model_name: str = "distilbert-b
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from .data import load_sentiment
-    from .models import load_pretrained, resolve_model
+    from .models import from_pretrained, load_pretrained, resolve_model
     from .runtime import SOURCES
 
     source = resolve_model(model_name)
@@ -517,7 +562,8 @@ def load_or_finetune(cfg, dataset: str = "sst2", model_name: str = "distilbert-b
         ok, why_quick = reusable(quick, source, base_type, cfg.profile, recipe)
         folder = quick
     if ok:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+        model = from_pretrained(AutoModelForSequenceClassification, str(folder),
+                                local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         info = {**read_info(folder), "action": "loaded", "path": str(folder)}
         info.setdefault("kind", "full")

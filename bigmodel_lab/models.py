@@ -47,7 +47,11 @@ def resolve_model(name: str = DEFAULT_MODEL) -> ModelSource:
     The default model falls back to the packaged MiniLM when the hub is unreachable (and says
     so); any other hub name that cannot be reached raises an error listing what is offline.
     """
+    from .checks import check_name
+
+    name = str(name) if isinstance(name, os.PathLike) else check_name("name", name)
     if Path(name).is_dir():
+        check_model_folder(name)
         return ModelSource(name, Path(name).name, "local", str(Path(name).resolve()))
     if name in PACKAGED_NAMES:
         return ModelSource(name, "all-MiniLM-L6-v2", "packaged", str(packaged_model_path()))
@@ -67,33 +71,53 @@ def resolve_model(name: str = DEFAULT_MODEL) -> ModelSource:
 def load_pretrained(
     name: str = DEFAULT_MODEL,
     task: str = "classification",
-    num_labels: int = 2,
+    num_labels: int | None = None,
     attn_implementation: str | None = None,
 ):
     """Load (model, tokenizer, source). Hub first, else the packaged all-MiniLM-L6-v2.
 
     task="classification" adds a fresh sequence-classification head with `num_labels`
-    outputs; task="base" returns the bare encoder. `attn_implementation="eager"` is needed
+    outputs (default 2, negative/positive; a saved classifier keeps its own number and
+    names); task="base" returns the bare encoder. `attn_implementation="eager"` is needed
     to read attention weights. Remote code is never trusted.
     """
+    from .checks import check_count, check_name
+
+    check_name("task", task, TASKS)
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
+    num_labels = check_count("num_labels", num_labels)
     source = resolve_model(name)
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     kwargs = dict(trust_remote_code=False, local_files_only=source.origin != "hub")
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs_for_tokenizer(kwargs))
     if task == "classification":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source.path, num_labels=num_labels, **kwargs
+        config = AutoConfig.from_pretrained(source.path, **kwargs_for_tokenizer(kwargs))
+        saved = _saved_labels(config) if source.origin == "local" else None
+        if saved and num_labels not in (None, len(saved)):
+            raise ValueError(
+                f"{source.path} holds a classifier with {len(saved)} labels "
+                f"({', '.join(map(str, saved.values()))}); num_labels={num_labels} does not "
+                f"fit it. Leave num_labels out (or pass {len(saved)}), or start from the base "
+                "model for another label set."
+            )
+        num_labels = len(saved) if saved else (num_labels or 2)
+        labels = saved or ({0: "negative", 1: "positive"} if num_labels == 2 else
+                           {i: f"LABEL_{i}" for i in range(num_labels)})
+        model = from_pretrained(
+            AutoModelForSequenceClassification, source.path, num_labels=num_labels, id2label=labels,
+            label2id={v: k for k, v in labels.items()}, **kwargs
         )
-        model.config.id2label = {0: "negative", 1: "positive"} if num_labels == 2 else None
-        if model.config.id2label:
-            model.config.label2id = {v: k for k, v in model.config.id2label.items()}
     else:
-        model = AutoModel.from_pretrained(source.path, **kwargs)
+        model = from_pretrained(AutoModel, source.path, **kwargs)
     SOURCES["model"] = str(source)
     return model, tokenizer, source
 
@@ -116,6 +140,59 @@ def without_attention_dropout(model) -> int:
         if hasattr(model.config, key):
             setattr(model.config, key, 0.0)
     return changed
+
+
+def _saved_labels(config) -> dict[int, str] | None:
+    """The label names of a saved fine-tuned classifier, None for a base model."""
+    archs = getattr(config, "architectures", None) or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        return None
+    return {int(k): v for k, v in (config.id2label or {}).items()} or None
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model",
+                   "tokenizer.model", "vocab.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_model_folder(path: str | os.PathLike) -> None:
+    """A local model folder needs config.json, weights and tokenizer files; else an error
+    that says which is missing and how to write it (not a sentencepiece complaint)."""
+    folder = Path(path)
+    names = {p.name for p in folder.iterdir()}
+    if not names:
+        raise FileNotFoundError(
+            f"{folder} is empty: not a saved model. Save one there with "
+            "model.save_pretrained(folder) and tokenizer.save_pretrained(folder) (or "
+            "finetune.save_finetuned), or pass a model name such as 'all-MiniLM-L6-v2'."
+        )
+    check_checkpoint(folder)
+    if not names & set(WEIGHT_FILES) and not any(n.endswith(".gguf") for n in names):
+        raise FileNotFoundError(
+            f"{folder} has a config.json but no weights (model.safetensors): the save did not "
+            "finish. Save again with model.save_pretrained(folder), or delete the folder."
+        )
+    if not names & set(TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"{folder} holds a model but no tokenizer files. Save the tokenizer beside it: "
+            "tokenizer.save_pretrained(folder)."
+        )
+
+
+def from_pretrained(loader, path: str, **kwargs):
+    """`loader.from_pretrained(path, ...)`, with a corrupt or truncated weights file reported
+    as what it is and what to do (delete it, save or fine-tune again)."""
+    from safetensors import SafetensorError
+
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except (SafetensorError, EOFError) as err:
+        raise ValueError(
+            f"The weights in {path} are corrupt or truncated ({str(err)[:80]}), e.g. a save "
+            "that was stopped or a full disk. Delete the folder and save (or fine-tune) it "
+            "again; `make clean-all` removes every checkpoint."
+        ) from err
 
 
 def kwargs_for_tokenizer(kwargs: dict) -> dict:
@@ -147,6 +224,9 @@ def embed(model, tokenizer, texts: list[str], max_length: int = 128, batch_size:
     """Mean-pooled sentence embeddings (N, hidden) from an encoder, padding ignored."""
     import torch
 
+    from .checks import check_max_length
+
+    max_length = check_max_length(model, max_length)
     base = getattr(model, "base_model", model)
     chunks = []
     with torch.inference_mode():
@@ -299,14 +379,11 @@ def load_causal_lm(name: str | None = None, dtype=None):
     source = resolve_causal_lm(name)
     kwargs = dict(trust_remote_code=False, local_files_only=source.origin != "hub")
     folder = Path(source.path)
-    if source.origin == "local" and not (folder / "config.json").exists():
-        raise FileNotFoundError(
-            f"{folder} holds no config.json: not a saved model. Save one with "
-            "model.save_pretrained(folder), or pass a model name."
-        )
+    if source.origin == "local":
+        check_model_folder(folder)
     tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype or torch.float32,
-                                                 **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, source.path, dtype=dtype or torch.float32,
+                            **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     SOURCES["llm"] = str(source)

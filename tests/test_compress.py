@@ -300,3 +300,8 @@ def test_export_records_profile_and_origin(tmp_path):
     info = compress.onnx_info(path)
     assert info["profile"] == "smoke" and info["origin"] == "notebook 09"
     assert compress.OnnxClassifier(path, tokenizer=WordTokenizer()).info["profile"] == "smoke"
+
+
+def test_export_onnx_refuses_a_max_length_the_model_cannot_read(tmp_path):
+    with pytest.raises(ValueError, match="max_length=64 or less"):
+        compress.export_onnx(tiny_bert(), WordTokenizer(), tmp_path / "model.onnx", 100)

@@ -135,3 +135,23 @@ def _no_hub_calls(*args, **kwargs):
 
 def _raise_connection_error(*args, **kwargs):
     raise ConnectionError("simulated hub outage")
+
+
+@pytest.mark.parametrize("kwargs, error, fix", [
+    ({"n_train": "100"}, TypeError, "Pass e.g. n_train=100"),
+    ({"n_eval": 12.5}, TypeError, "n_eval must be a whole number"),
+    ({"n_train": 0}, ValueError, "n_train must be at least 1"),
+    ({"name": ["sst2", "imdb"]}, TypeError, "Load one at a time"),
+    ({"name": 2}, TypeError, "name must be a string such as name='sst2'"),
+])
+def test_wrong_argument_types_say_what_to_pass(kwargs, error, fix):
+    with pytest.raises(error, match=fix):
+        data.load_sentiment(**{"name": "sst2", **kwargs})
+
+
+def test_n_train_so_small_a_split_is_empty_says_how_many_are_needed():
+    with pytest.raises(ValueError, match=r"n_train=1 is too small.*Use n_train=\d+ or more"):
+        data.load_sentiment("sst2", n_train=1, offline=True)
+    with pytest.raises(ValueError, match="n_eval=1 is too small"):
+        data.load_sentiment("sst2", n_eval=1, offline=True)
+    assert len(data.load_sentiment("sst2", n_train=2, n_eval=2, offline=True)["train"]) == 2

@@ -313,3 +313,52 @@ def test_gradient_accumulation_takes_the_same_steps_as_the_full_batch(tokenizer,
     for a, b in zip(full.parameters(), accumulated.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert ft.steps_per_epoch(48, 16, 4) == 3
+
+
+# --- bad input names the fix ----------------------------------------------------------------
+
+
+def test_max_length_above_the_models_limit_names_the_limit_and_the_strategies(tokenizer,
+                                                                              sentences):
+    model = tiny_bert(tokenizer)  # 128 positions
+    with pytest.raises(ValueError, match="max_length=128 or less.*strategy='head\\+tail'"):
+        ft.predict_proba(model, tokenizer, ["a"], max_length=512)
+    with pytest.raises(ValueError, match="max_length=128 or less"):
+        ft.finetune(model, tokenizer, sentences, ft.finetune_config(progress=False),
+                    max_length=129)
+    with pytest.raises(TypeError, match="max_length=64"):
+        ft.evaluate(model, tokenizer, sentences["test"], max_length="64")
+
+
+def test_empty_training_split_and_missing_validation_split_name_the_fix(tokenizer, sentences):
+    import datasets
+
+    model = tiny_bert(tokenizer)
+    config = ft.finetune_config(progress=False)
+    empty = datasets.DatasetDict(train=sentences["train"].select([]),
+                                 validation=sentences["validation"])
+    with pytest.raises(ValueError, match="training split is empty.*larger n_train"):
+        ft.finetune(model, tokenizer, empty, config, max_length=32)
+    no_validation = datasets.DatasetDict(train=sentences["train"], test=sentences["test"])
+    with pytest.raises(ValueError, match="No 'validation' split.*eval_split=None.*train_test_split"):
+        ft.finetune(model, tokenizer, no_validation, config, max_length=32)
+    with pytest.raises(ValueError, match="needs a DatasetDict with a 'train' split"):
+        ft.finetune(model, tokenizer, sentences["train"], config, max_length=32)
+    with pytest.raises(TypeError, match=r"one datasets.Dataset split \(e.g. dsd\['test'\]\)"):
+        ft.evaluate(model, tokenizer, sentences, max_length=32)
+
+
+def test_corrupt_fine_tuned_checkpoint_says_delete_it(tokenizer, tmp_path, monkeypatch):
+    from bigmodel_lab import setup
+
+    base = tmp_path / "tiny-bert"
+    tiny_bert(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    monkeypatch.setattr(ft, "CHECKPOINTS", tmp_path / "checkpoints")
+    cfg = setup("08", profile="smoke", quiet=True)
+    folder = ft.save_finetuned(tiny_bert(tokenizer), tokenizer, ft.checkpoint_dir("sst2", "tiny-bert"),
+                               {"profile": "smoke", "base_model": "tiny-bert"})
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="corrupt or truncated.*Delete the folder"):
+        ft.load_or_finetune(cfg, "sst2", str(base))

@@ -116,3 +116,15 @@ def test_lock_leaves_torch_out_so_cuda_users_keep_their_build():
 
     assert not {"torch", "triton"} & set(runtime.read_lock())
     assert not [n for n in runtime.read_lock() if n.startswith("nvidia-")]
+
+
+@pytest.mark.parametrize("kwargs, fix", [
+    ({"profile": 123}, "Pass e.g. profile='cpu'"),
+    ({"notebook_id": 6}, r"lab.setup\('06'\)"),
+    ({"seed": "0"}, "seed=0"),
+])
+def test_wrong_argument_types_of_setup_say_what_to_pass(kwargs, fix):
+    from bigmodel_lab import setup
+
+    with pytest.raises(TypeError, match=fix):
+        setup(**{"notebook_id": "06", "quiet": True, **kwargs})

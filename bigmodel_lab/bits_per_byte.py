@@ -62,6 +62,10 @@ class Score:
         """exp(mean nats per token of this model's tokenizer): not comparable across tokenizers."""
         return math.exp(float(self.nats.sum()) / int(self.n_tokens.sum()))
 
+    def first(self, n: int) -> Score:
+        """The same score restricted to the first `n` texts."""
+        return Score(self.name, self.nats[:n], self.n_bytes[:n], self.n_tokens[:n])
+
     def row(self) -> dict:
         return {"model": self.name, "bits_per_byte": self.bpb, "se": self.se,
                 "tokens_per_byte": int(self.n_tokens.sum()) / int(self.n_bytes.sum()),
@@ -109,7 +113,7 @@ def score_causal_lm(model, tokenizer, texts: Sequence[str], name: str,
     context = context or getattr(model.config, "max_position_embeddings", 2048)
 
     def logits_fn(x: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=x).logits
+        return model(input_ids=x.to(model.device)).logits.cpu()
 
     encoded = [[start] + tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     return _score(name, texts, encoded, lambda ids: window_nats(logits_fn, ids, context),

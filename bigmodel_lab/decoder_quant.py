@@ -62,6 +62,17 @@ def dequantize_q4_1(raw: np.ndarray) -> np.ndarray:
     return (d * q + m).reshape(*raw.shape[:-1], -1)
 
 
+def round_trip_q4_1(weights: np.ndarray, rows_per_chunk: int = 2048) -> np.ndarray:
+    """dequantize(quantize(weights)), a few thousand rows at a time, so that the temporary
+    arrays stay small next to a large matrix (the 49,152 x 576 embedding)."""
+    w = np.asarray(weights, dtype=np.float32)
+    out = np.empty_like(w)
+    for start in range(0, len(w), rows_per_chunk):
+        chunk = w[start: start + rows_per_chunk]
+        out[start: start + rows_per_chunk] = dequantize_q4_1(quantize_q4_1(chunk))
+    return out
+
+
 def block_scales(raw: np.ndarray) -> np.ndarray:
     """The scale d of every Q4_1 block (float32, one per 32 weights)."""
     return raw.reshape(-1, BLOCK_BYTES)[:, 0:2].copy().view(np.float16).astype(np.float32)[:, 0]
@@ -155,14 +166,46 @@ def make_variant(model: nn.Module, kind: str) -> nn.Module:
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
                                                            dtype=torch.qint8, inplace=True)
+        # The fp32 weights a model loads may live in a memory map of its safetensors file;
+        # copying the tensors that stay float (embedding, norms) lets the map, which the
+        # quantization paged in whole, be released.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.data = p.data.clone()
         gc.collect()
     return model
+
+
+def weights_mb(model: nn.Module) -> float:
+    """MB (10^6 bytes) the model's weights take in memory, shared (tied) tensors counted once
+    and int8 weights at one byte each; computed without serializing a copy."""
+    from torch.ao.nn.quantized import dynamic as qdynamic
+
+    seen, total = set(), 0
+
+    def add(t) -> None:
+        nonlocal total
+        if isinstance(t, (tuple, list)):
+            for x in t:
+                add(x)
+        elif isinstance(t, torch.Tensor) and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+
+    for module in model.modules():
+        if isinstance(module, qdynamic.Linear):  # int8 weight and fp32 bias, packed
+            add(module.weight())
+            add(module.bias())
+        else:
+            for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+                add(t)
+    return total / 1e6
 
 
 def decode_speed(model: nn.Module, tokenizer, prompt: str, new_tokens: int = 32,
                  repeats: int = 2) -> float:
     """Greedy decoding tokens/s at batch 1 (best of `repeats`, exactly `new_tokens` tokens)."""
-    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(model.device)
     best = float("inf")
     with torch.inference_mode():
         for _ in range(repeats):

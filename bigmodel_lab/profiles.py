@@ -118,16 +118,16 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # 11-12 serve and explain the Part III classifier (same model per profile as 06).
     "11": {  # deployment and cost
         "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=64,
-                      max_length=32, batch_size=16, batch_sizes=(1, 8), repeats=3,
+                      max_length=32, batch_size=16, batch_sizes=(1, 8), bench_len=32, repeats=3,
                       try_compile=False, n_requests=40, concurrency=(1, 4), time_limit_s=20,
                       n_reviews=2000, cost_batch=4),
-        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=512,
-                    max_length=64, batch_size=32, batch_sizes=(1, 8, 32), repeats=10,
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=None,
+                    max_length=64, batch_size=32, batch_sizes=(1, 8, 32), bench_len=128, repeats=10,
                     try_compile=True, n_requests=300, concurrency=(1, 4, 16), time_limit_s=60,
                     n_reviews=None, cost_batch=8),
         "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
-                    max_length=128, batch_size=32, batch_sizes=(1, 8, 32, 128), repeats=20,
-                    try_compile=True, n_requests=1000, concurrency=(1, 8, 32), time_limit_s=120,
+                    max_length=128, batch_size=32, batch_sizes=(1, 8, 32, 128), bench_len=128,
+                    repeats=20, try_compile=True, n_requests=1000, concurrency=(1, 8, 32), time_limit_s=120,
                     n_reviews=None, cost_batch=32),
     },
     "12": {  # interpretability and limits
@@ -142,17 +142,131 @@ SETTINGS: dict[str, dict[str, dict]] = {
                     typo_rates=(0.0, 0.1, 0.2, 0.4)),
     },
     "13": {"smoke": dict(), "cpu": dict(), "gpu": dict()},  # the dashboard has no knobs
+    "14": {  # a real LLM from scratch; model None = the packaged SmolLM2-135M-Instruct
+        "smoke": dict(model=None, check_tokens=8, gen_tokens=16, n_samples=2,
+                      prompt_lengths=(8, 32), speed_tokens=4, repeats=1, bandwidth_mb=64,
+                      int8=True),
+        "cpu": dict(model=None, check_tokens=64, gen_tokens=48, n_samples=3,
+                    prompt_lengths=(16, 64, 256), speed_tokens=16, repeats=2, bandwidth_mb=256,
+                    int8=True),
+        "gpu": dict(model="HuggingFaceTB/SmolLM2-1.7B-Instruct", check_tokens=64, gen_tokens=64,
+                    n_samples=4, prompt_lengths=(16, 64, 256, 1024), speed_tokens=32, repeats=3,
+                    bandwidth_mb=1024, int8=False),
+    },
+    # 15: tokens, bits per byte, Q4_1/bf16/int8, streaming service; llm None = packaged SmolLM2.
+    # gpt_*: the quick tiny GPT trained when 05's checkpoint is absent. int8 is CPU-only.
+    "15": {
+        "smoke": dict(llm=None, n_bpe_docs=300, bpe_vocab=512, gpt_context=64, gpt_layers=2,
+                      gpt_heads=2, gpt_embd=64, gpt_steps=30, gpt_batch=16, gpt_lr=2e-3,
+                      n_eval_reviews=6, max_chars=300, n_variant_reviews=3,
+                      q4_tensors=("blk.0.attn_v.weight", "blk.0.ffn_down.weight"),
+                      variants=("fp32", "bf16", "int8"), speed_tokens=8, repeats=1,
+                      gen_tokens=8, requests_per_client=1, concurrency=(1, 4), time_limit_s=30),
+        "cpu": dict(llm=None, n_bpe_docs=6000, bpe_vocab=2048, gpt_context=128, gpt_layers=4,
+                    gpt_heads=4, gpt_embd=128, gpt_steps=500, gpt_batch=16, gpt_lr=3e-3,
+                    n_eval_reviews=80, max_chars=1200, n_variant_reviews=30, q4_tensors=None,
+                    variants=("fp32", "bf16", "int8"), speed_tokens=32, repeats=2,
+                    gen_tokens=32, requests_per_client=4, concurrency=(1, 4), time_limit_s=120),
+        "gpu": dict(llm="HuggingFaceTB/SmolLM2-1.7B-Instruct", n_bpe_docs=None, bpe_vocab=8192,
+                    gpt_context=256, gpt_layers=8, gpt_heads=8, gpt_embd=512, gpt_steps=5000,
+                    gpt_batch=64, gpt_lr=6e-4, n_eval_reviews=500, max_chars=4000,
+                    n_variant_reviews=200, q4_tensors=None, variants=("fp32", "bf16"),
+                    speed_tokens=128, repeats=3, gen_tokens=128, requests_per_client=8,
+                    concurrency=(1, 4, 16), time_limit_s=300),
+    },
+    # 16: prompting vs fine-tuning vs LoRA. dataset .. batch_size: 06's MiniLM (its quick
+    # fine-tune when 06 has not run, the same as 17's). llm None = packaged SmolLM2-135M.
+    # n_sens validation sentences for the template x order grid, n_test test sentences for the
+    # table; lora_steps x lora_batch SFT examples; qlora only where CUDA and bitsandbytes exist.
+    "16": {
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=64,
+                      max_length=32, batch_size=16, llm=None, llm_dtype="bfloat16",
+                      shots=(0, 2), n_orders=2, n_sens=6, n_test=16, score_batch=8,
+                      lora_r=8, lora_alpha=16, lora_steps=2, lora_batch=4, lora_lr=1e-3,
+                      checkpointing=True, qlora=False),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=None,
+                    max_length=64, batch_size=32, llm=None, llm_dtype="bfloat16",
+                    shots=(0, 2, 8), n_orders=3, n_sens=48, n_test=240, score_batch=16,
+                    lora_r=8, lora_alpha=16, lora_steps=60, lora_batch=8, lora_lr=1e-3,
+                    checkpointing=True, qlora=False),
+        "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
+                    max_length=128, batch_size=32, llm="HuggingFaceTB/SmolLM2-1.7B-Instruct",
+                    llm_dtype="bfloat16", shots=(0, 2, 8), n_orders=3, n_sens=200,
+                    n_test=None, score_batch=64, lora_r=16, lora_alpha=32, lora_steps=400,
+                    lora_batch=16, lora_lr=2e-4, checkpointing=False, qlora=True),
+    },
+    # 17: DPO of an LLM towards positive continuations; the reward model is 06's classifier
+    # (dataset .. batch_size: its quick fine-tune when 06 has not run).
+    "17": {
+        "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=64,
+                      max_length=32, batch_size=16, llm=None, n_words=8, n_pair_openings=8,
+                      samples_per_opening=2, n_eval_openings=8, max_new_tokens=8,
+                      sample_batch=16, dpo_steps=2, batch_pairs=2, beta=0.1, lr=3e-4,
+                      lora_r=8, n_boot=100),
+        "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=None,
+                    max_length=64, batch_size=32, llm=None, n_words=8, n_pair_openings=64,
+                    samples_per_opening=4, n_eval_openings=100, max_new_tokens=24,
+                    sample_batch=32, dpo_steps=100, batch_pairs=4, beta=0.1, lr=3e-4,
+                    lora_r=8, n_boot=1000),
+        "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
+                    max_length=128, batch_size=32, llm="HuggingFaceTB/SmolLM2-360M-Instruct",
+                    n_words=8, n_pair_openings=1024, samples_per_opening=8,
+                    n_eval_openings=500, max_new_tokens=32, sample_batch=128, dpo_steps=400,
+                    batch_pairs=16, beta=0.1, lr=2e-4, lora_r=16, n_boot=1000),
+    },
 }
 
 
 # The notebooks that train: `lab.setup` turns on `runtime.return_freed_memory` for them, which
 # kept 07 (2.8 GB before) and 08 (2.4 GB) under Binder's 2 GB. The notebooks that only measure
 # or serve (09, 11-13) keep glibc's default allocator, which is faster for inference.
-LEAN_MEMORY = ("05", "06", "07", "08", "10")
+LEAN_MEMORY = ("05", "06", "07", "08", "10", "16")
+
+
+# The rehearsal: BIGMODEL_LAB_REHEARSAL=1 (or BIGMODEL_LAB_PROFILE=rehearsal) runs each
+# notebook's gpu-profile code on a CPU in about its smoke time. The row is the gpu row with
+# one override: every size (an int, None meaning "all rows", a tuple of numbers such as a
+# sweep) comes from the smoke row; everything else (model names, dtypes, variants, rates,
+# switches) stays as in the gpu row, and training autocasts to bf16 on the CPU as it would
+# on the GPU. Hub-only models are swapped for the offline stand-ins, with a printed note.
+# Its runs are never recorded in the ledger, and its checkpoints are its own.
+REHEARSAL = "rehearsal"
+REHEARSAL_VAR = "BIGMODEL_LAB_REHEARSAL"
+REHEARSAL_STAND_INS = {"distilbert-base-uncased": "all-MiniLM-L6-v2"}
+
+
+def _is_size(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if value is None or isinstance(value, int):
+        return True
+    return isinstance(value, (tuple, list)) and bool(value) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def rehearsal_settings(notebook_id: str, quiet: bool = False) -> dict:
+    """The gpu row of `notebook_id` at smoke sizes, hub-only models mapped to stand-ins."""
+    gpu, smoke = SETTINGS[notebook_id]["gpu"], SETTINGS[notebook_id]["smoke"]
+    row = {k: smoke[k] if k in smoke and _is_size(v) else v for k, v in gpu.items()}
+    for key, value in row.items():
+        stand_in = REHEARSAL_STAND_INS.get(value) if isinstance(value, str) else None
+        if stand_in is None and isinstance(value, str) and value.startswith("HuggingFaceTB/"):
+            stand_in = smoke.get(key)  # None: the packaged SmolLM2-135M-Instruct
+            note = stand_in or "the packaged SmolLM2-135M-Instruct"
+        else:
+            note = stand_in
+        if stand_in is not None or note:
+            row[key] = stand_in
+            if not quiet:
+                print(f"rehearsal: {key}={value!r} replaced by {note} (same code path, "
+                      "offline and small)")
+    return row
 
 
 def settings_for(notebook_id: str, profile: str) -> dict:
     """The settings row of one notebook in one profile (validated)."""
+    if profile == REHEARSAL and notebook_id in SETTINGS:
+        return rehearsal_settings(notebook_id)
     if profile not in PROFILES:
         raise ValueError(
             f"Unknown profile {profile!r}. Valid profiles: {', '.join(PROFILES)}. "

@@ -317,7 +317,8 @@ def stream_events(model, tokenizer, ids, request: GenerationRequest, stats: dict
     def run() -> None:
         try:
             with torch.inference_mode():
-                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                x = ids.to(model.device)
+                model.generate(input_ids=x, attention_mask=torch.ones_like(x),
                                streamer=streamer, **kwargs)
         except Exception as err:  # reported to the client as an error event, type only
             streamer.fail(err)

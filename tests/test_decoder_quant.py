@@ -99,3 +99,21 @@ def test_check_q4_1_block_passes_the_reference_and_explains_truncation():
     assert dq.check_q4_1_block(reference, quiet=True)
     result = dq.check_q4_1_block(truncating, quiet=True)
     assert not result and "round to the nearest" in result.message
+
+
+def test_weights_mb_counts_tied_weights_once_and_int8_at_a_byte():
+    model = tiny_linear_model()
+    fp32 = dq.weights_mb(model)
+    assert fp32 == pytest.approx((32 * 32 + 32 + 32 * 4 + 4) * 4 / 1e6)
+    emb = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight
+    assert dq.weights_mb(torch.nn.ModuleList([emb, head])) == pytest.approx(160 / 1e6)
+    int8 = dq.weights_mb(dq.make_variant(model, "int8"))
+    assert int8 == pytest.approx((32 * 32 + 32 * 4) / 1e6 + (32 + 4) * 4 / 1e6)
+
+
+def test_round_trip_in_chunks_equals_one_pass():
+    w = np.random.default_rng(2).normal(size=(70, 64)).astype(np.float32)
+    one = dq.dequantize_q4_1(dq.quantize_q4_1(w))
+    assert np.array_equal(dq.round_trip_q4_1(w, rows_per_chunk=16), one)

@@ -189,6 +189,26 @@ def test_onnx_export_and_int8_match_pytorch(tmp_path):
     assert fp32.max_length == 16 and fp32.id2label[1]
 
 
+def test_export_int8_fuses_attention_and_layernorm_and_matches_pytorch(tmp_path):
+    model, tokenizer = tiny_bert(hidden=64), WordTokenizer()
+    paths = compress.export_int8(model, tokenizer, tmp_path / "deployed", max_length=16)
+    assert set(paths) == {"fp32", "fused", "int8"}
+    fused = compress.fused_operators(paths["fused"])
+    assert fused.get("Attention") == 2 and fused.get("SkipLayerNormalization", 0) >= 2, fused
+    assert compress.fused_operators(paths["int8"]).get("QAttention") == 2
+    texts = ["a good film", "bad", "an utterly long and winding review of a film"]
+    expected = compress.torch_predict_fn(model, tokenizer, 16)(texts)
+    np.testing.assert_allclose(compress.OnnxClassifier(paths["fused"], tokenizer=tokenizer)
+                               .predict_proba(texts), expected, atol=1e-4)
+    np.testing.assert_allclose(compress.OnnxClassifier(paths["int8"], tokenizer=tokenizer)
+                               .predict_proba(texts), expected, atol=0.05)
+
+
+def test_optimize_onnx_needs_an_exported_graph(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run export_onnx first"):
+        compress.optimize_onnx(tmp_path / "missing.onnx", tmp_path / "out.onnx", 4, 64)
+
+
 def test_export_onnx_wants_an_onnx_file_name(tmp_path):
     with pytest.raises(ValueError, match=".onnx"):
         compress.export_onnx(tiny_bert(), WordTokenizer(), tmp_path / "model.bin")

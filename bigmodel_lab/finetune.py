@@ -341,8 +341,12 @@ def short_name(model_source) -> str:
 
 def checkpoints_root() -> Path:
     """checkpoints/ under `runtime.work_dir()` (the clone, or the working directory of a pip
-    install such as Colab's), never site-packages. Tests point `CHECKPOINTS` elsewhere."""
-    return Path(CHECKPOINTS) if CHECKPOINTS is not None else work_dir() / "checkpoints"
+    install such as Colab's), never site-packages; checkpoints/rehearsal/ in the rehearsal,
+    so it never replaces a real run's model. Tests point `CHECKPOINTS` elsewhere."""
+    from .runtime import rehearsing
+
+    root = Path(CHECKPOINTS) if CHECKPOINTS is not None else work_dir() / "checkpoints"
+    return root / "rehearsal" if rehearsing() else root
 
 
 def checkpoint_dir(dataset: str, model_source) -> Path:

@@ -36,7 +36,8 @@ def record(
 ) -> dict | None:
     """Append one experiment to the ledger and return the entry.
 
-    Smoke runs are not recorded (they would drown the real figures) unless `force=True`.
+    Smoke and rehearsal runs are not recorded (they would drown the real figures) unless
+    `force=True`.
     The append holds an exclusive file lock, so two notebooks can record at once. Every entry
     carries the id of its run (one per `lab.setup` call) and names its headline metric (the
     first key of `metrics`): a later run of the same notebook in
@@ -59,7 +60,7 @@ def record(
         "versions": versions(),
         "extra": {k: _plain(v) for k, v in (extra or {}).items()},
     }
-    if cfg.profile == "smoke" and not force:
+    if cfg.profile in ("smoke", "rehearsal") and not force:  # rehearsal: gpu code, toy sizes
         return entry
     path = ledger_path()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .profiles import LEAN_MEMORY, PROFILES, settings_for
+from .profiles import LEAN_MEMORY, PROFILES, REHEARSAL, REHEARSAL_VAR, settings_for
 
 ENV_VAR = "BIGMODEL_LAB_PROFILE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,11 @@ def resolve_profile(value: str | None = None) -> str:
                         f"it out to use ${ENV_VAR}.")
     value = value if value is not None else os.environ.get(ENV_VAR, "")
     value = value.strip().lower()
+    if value in ("", "gpu", REHEARSAL) and _flag(REHEARSAL_VAR):
+        return REHEARSAL  # the gpu profile's code at smoke sizes (profiles.rehearsal_settings)
     if value:
+        if value == REHEARSAL:
+            return value
         if value not in PROFILES:
             raise ValueError(
                 f"Unknown profile {value!r}. Valid profiles: {', '.join(PROFILES)}. "
@@ -74,6 +78,16 @@ def resolve_profile(value: str | None = None) -> str:
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         return "smoke"
     return "gpu" if _cuda_available() else "cpu"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def rehearsing() -> bool:
+    """True in the rehearsal (the gpu profile's code path at smoke sizes, on any machine)."""
+    cfg = CURRENT.get("cfg")
+    return (cfg is not None and cfg.profile == REHEARSAL) or _flag(REHEARSAL_VAR)
 
 
 def work_dir() -> Path:

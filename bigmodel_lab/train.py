@@ -203,8 +203,19 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 on CUDA where supported, else fp16; None (full precision) off CUDA or when "no"."""
-    if device.type != "cuda" or config.mixed_precision == "no":
+    """bf16 on CUDA where supported, else fp16; None (full precision) off CUDA or when "no".
+
+    On a CPU, "bf16" autocasts to bf16 when asked for explicitly, and "auto" does so in the
+    rehearsal (`runtime.rehearsing()`), so the GPU's mixed-precision path runs on a CPU too."""
+    if config.mixed_precision == "no":
+        return None
+    if device.type == "cpu":
+        from .runtime import rehearsing
+
+        wanted = config.mixed_precision == "bf16" or (
+            config.mixed_precision == "auto" and rehearsing())
+        return torch.bfloat16 if wanted else None
+    if device.type != "cuda":
         return None
     if config.mixed_precision == "bf16" or (
         config.mixed_precision == "auto" and torch.cuda.is_bf16_supported()

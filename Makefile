@@ -20,7 +20,7 @@ LOCK ?= requirements/constraints.txt
 CONSTRAINTS := $(if $(LOCK),-c $(LOCK))
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: lab test install kernel book outputs bench lint clean clean-all help lock test-latest
+.PHONY: lab test install kernel book outputs bench lint clean clean-all rehearsal help lock test-latest
 
 help:
 	@echo "make lab     set up, then open JupyterLab on notebooks/00_welcome.ipynb"
@@ -32,6 +32,9 @@ help:
 	@echo "make bench   run benchmarks/ and write results/bench.json"
 	@echo "make lock    rewrite requirements/constraints.txt (the tested versions) from this env"
 	@echo "make test-latest  the same tests against the newest releases, in .venv-latest"
+	@echo "make rehearsal  every notebook's gpu-profile code on this machine at smoke sizes"
+	@echo "             (BIGMODEL_LAB_REHEARSAL=1: bf16, fp16, the gpu models' code; no GPU"
+	@echo "             needed, nothing recorded), into build/rehearsal/"
 	@echo "make clean   remove build/ and tool caches; make clean-all also removes what runs"
 	@echo "             made: checkpoints/, exports/ and cache/ (converted models)"
 
@@ -100,6 +103,12 @@ lint: install
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
+
+# The gpu profile's code path, rehearsed on any machine in about the smoke time: the gpu rows
+# with smoke sizes, hub-only models swapped for the offline stand-ins (bigmodel_lab/profiles.py).
+rehearsal: install
+	HF_HUB_OFFLINE=1 BIGMODEL_LAB_REHEARSAL=1 BIGMODEL_LAB_BUILD_DIR=$(CURDIR)/build/rehearsal \
+	  $(PY) scripts/run_book.py --no-html $(NOTEBOOKS)
 
 # What runs made: fine-tuned checkpoints, ONNX exports, converted models (cache/). Not the
 # ledger (results/ is committed).

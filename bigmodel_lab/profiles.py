@@ -267,7 +267,7 @@ def settings_for(notebook_id: str, profile: str) -> dict:
     """The settings row of one notebook in one profile (validated)."""
     if profile == REHEARSAL and notebook_id in SETTINGS:
         return rehearsal_settings(notebook_id)
-    if profile not in PROFILES:
+    if profile not in (*PROFILES, REHEARSAL):
         raise ValueError(
             f"Unknown profile {profile!r}. Valid profiles: {', '.join(PROFILES)}. "
             "Set BIGMODEL_LAB_PROFILE to one of them (or unset it to choose automatically)."

@@ -56,6 +56,15 @@ def render(bench: dict) -> str:
         rows.append(f"| web service, {row['concurrency']} client(s) | p50 / p95 / p99 latency, "
                     f"requests/s | {row['p50_ms']:.1f} / {row['p95_ms']:.1f} / "
                     f"{row['p99_ms']:.1f} ms, {row['requests_per_s']:.0f} req/s | - |")
+    if dec := bench.get("decoder"):
+        rows.append(f"| LLM decoding, batch 1, {dec['new_tokens']} new tokens | from-scratch decoder "
+                    f"+ KV cache / `LlamaForCausalLM.generate` (same weights) | "
+                    f"{dec['ratio_from_scratch_over_hf']:.2f}x tokens/s | >= {dec['target_ratio']}x |")
+        for name, b in dec["bound"].items():
+            rows.append(f"| LLM decoding, batch 1, {name.replace('_', ' ')} | tokens/s / memory-"
+                        f"bandwidth bound ({dec['copy_bandwidth_gbs']:.1f} GB/s, "
+                        f"{b['weight_mb']:.0f} MB per token) | {b['fraction_of_bound']:.2f} | "
+                        f"{'>= ' + str(dec['target_fraction_fp32']) if name == 'fp32' else '-'} |")
     m = bench.get("_run_all", {}).get("machine") or (bench.get("encoder_forward") or {}).get(
         "machine", {})
     where = (f"Measured on {m.get('cpu', '?')} with {m.get('cores', '?')} cores, "

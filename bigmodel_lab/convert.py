@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .decoder import Decoder
+from .decoder import Decoder, rope_tables
 from .transformer import TransformerConfig
 
 # Checkpoint keys the Decoder has no use for (rotary tables are recomputed from theta).
@@ -92,15 +92,15 @@ def _llama_state_dict(source: Any) -> dict[str, torch.Tensor]:
     return state
 
 
-@torch.no_grad()
-def load_llama_weights(decoder: Decoder, source: Any) -> Decoder:
-    """Copy a LlamaForCausalLM checkpoint into `decoder` (in place). Every Decoder parameter must
-    be found with the same shape; otherwise the error names the key and the fix."""
+def _matched_state(decoder: Decoder, source: Any) -> dict[str, torch.Tensor]:
+    """{Decoder key: checkpoint tensor} for every Decoder parameter, shapes checked; the errors
+    name the key and the fix."""
     state = _llama_state_dict(source)
     c = decoder.config
     if c.tie_embeddings and "lm_head.weight" not in state:  # tied checkpoints may omit it
         state = {**state, "lm_head.weight": state.get("model.embed_tokens.weight")}
     mapping = llama_key_map(c.num_layers)
+    matched = {}
     for key, tensor in decoder.state_dict().items():
         theirs = mapping.get(key)
         if theirs is None:
@@ -114,18 +114,65 @@ def load_llama_weights(decoder: Decoder, source: Any) -> Decoder:
             raise ValueError(f"Shape mismatch at {theirs!r}: checkpoint {tuple(state[theirs].shape)} "
                              f"vs Decoder {key!r} {tuple(tensor.shape)}. Build the Decoder with "
                              "TransformerConfig.from_llama(<the checkpoint's config.json>).")
-        tensor.copy_(state[theirs])
+        matched[key] = state[theirs]
     used = set(mapping.values())
     extra = [k for k in state if k not in used and not k.startswith(IGNORED_LLAMA_KEYS)]
     if extra:
         raise KeyError(f"Checkpoint key {extra[0]!r} has no place in the Decoder ({len(extra)} "
                        "unused keys); is it a Llama-family (LlamaForCausalLM) checkpoint?")
+    return matched
+
+
+@torch.no_grad()
+def load_llama_weights(decoder: Decoder, source: Any) -> Decoder:
+    """Copy a LlamaForCausalLM checkpoint into `decoder` (in place). Every Decoder parameter must
+    be found with the same shape; otherwise the error names the key and the fix."""
+    for key, tensor in _matched_state(decoder, source).items():
+        decoder.get_parameter(key).copy_(tensor)
     return decoder
+
+
+def _assemble(config: TransformerConfig, state: dict[str, torch.Tensor]) -> Decoder:
+    """A Decoder whose parameters ARE the given tensors (built on the meta device: no random
+    init, no copy), tied again and with its rotary tables computed."""
+    with torch.device("meta"):
+        decoder = Decoder(config)
+    decoder.load_state_dict(state, assign=True)
+    if config.tie_embeddings:
+        decoder.lm_head.weight = decoder.embed.weight
+    device = decoder.embed.weight.device
+    if config.position_embedding == "rope":
+        cos, sin = rope_tables(config.context_length, config.head_size, config.rope_theta)
+        dtype = decoder.embed.weight.dtype  # as transformers: fp32 angles, cast to the weights' dtype
+        decoder.rope_cos, decoder.rope_sin = cos.to(device, dtype), sin.to(device, dtype)
+    return decoder
+
+
+def shallow_copy(decoder: Decoder) -> Decoder:
+    """A new Decoder module tree over the same weight tensors (no memory copied), so a tool that
+    replaces modules in place (a quantizer) leaves `decoder` as it was."""
+    state = {k: v for k, v in decoder.state_dict().items()}
+    return _assemble(decoder.config, state).train(decoder.training)
+
+
+def quantize_dynamic_int8(decoder: Decoder) -> Decoder:
+    """`compress.quantize_dynamic_int8` for the decoder without its deep copy: every nn.Linear
+    becomes a dynamic int8 Linear (the fp32 model is kept; only the int8 weights are new memory).
+    The embedding stays fp32; the tied output layer gets its own int8 copy."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated (see compress)
+        return torch.ao.quantization.quantize_dynamic(shallow_copy(decoder).eval(), {nn.Linear},
+                                                      dtype=torch.qint8, inplace=True)
 
 
 def decoder_from_pretrained(source: Any, **overrides: Any) -> Decoder:
     """A `Decoder` in eval mode with the weights of `source`: a `transformers.LlamaForCausalLM`,
-    its state dict (pass `config=` its LlamaConfig then) or a model folder."""
+    its state dict (pass `config=` its LlamaConfig then) or a model folder.
+
+    The Decoder takes the checkpoint's tensors as they are (no copy, same dtype and device): it
+    shares them with a `LlamaForCausalLM` source, so building it costs no memory and no time."""
     config = overrides.pop("config", None)
     if config is None:
         if isinstance(source, nn.Module):
@@ -139,9 +186,7 @@ def decoder_from_pretrained(source: Any, **overrides: Any) -> Decoder:
                 raise FileNotFoundError(f"{source} holds no config.json: pass a folder saved with "
                                         "save_pretrained, a LlamaForCausalLM or its state dict.")
     cfg = config if isinstance(config, TransformerConfig) else TransformerConfig.from_llama(config, **overrides)
-    decoder = Decoder(cfg)
-    dtype = next(iter(_llama_state_dict(source).values())).dtype if not isinstance(source, (str, Path)) else None
-    load_llama_weights(decoder, source)
-    if dtype is not None and dtype != torch.float32:
-        decoder = decoder.to(dtype)
+    with torch.device("meta"):
+        shapes = Decoder(cfg)
+    decoder = _assemble(cfg, _matched_state(shapes, source))
     return decoder.eval()

@@ -201,8 +201,8 @@ def generate_text(model: Decoder, tokenizer, prompts: str | Sequence, max_new_to
                   **knobs) -> list[str]:
     """The continuations (decoded, without the prompt) of a batch of prompts. `knobs` go to
     `generate` (temperature, top_k, top_p, repetition_penalty); generation stops at EOS."""
-    enc = encode_prompts(tokenizer, prompts, chat, system)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    enc = {k: v.to(model.device) for k, v in encode_prompts(tokenizer, prompts, chat, system).items()}
+    generator = torch.Generator(model.device).manual_seed(seed) if seed is not None else None
     stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     out = generate(model, enc["input_ids"], max_new_tokens, attention_mask=enc["attention_mask"],
                    stop_tokens=stops, pad_token_id=tokenizer.pad_token_id or 0,
@@ -214,12 +214,12 @@ def generate_text(model: Decoder, tokenizer, prompts: str | Sequence, max_new_to
 def next_token_probs(model, tokenizer, prompt: str, chat: bool = True, **knobs) -> torch.Tensor:
     """Probabilities (V,) of the next token after `prompt`, after the knobs (temperature,
     top_k, top_p, repetition_penalty); temperature 0 puts all mass on the argmax."""
-    enc = encode_prompts(tokenizer, prompt, chat)
-    logits = model(enc["input_ids"]).logits[:, -1].float()
+    ids = encode_prompts(tokenizer, prompt, chat)["input_ids"].to(model.device)
+    logits = model(ids).logits[:, -1].float()
     temperature = knobs.pop("temperature", 1.0)
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1])[0].float()
-    return process_logits(logits, enc["input_ids"], temperature, **knobs).softmax(-1)[0]
+    return process_logits(logits, ids, temperature, **knobs).softmax(-1)[0]
 
 
 # --- speed --------------------------------------------------------------------------------

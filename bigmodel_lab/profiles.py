@@ -143,7 +143,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     "13": {"smoke": dict(), "cpu": dict(), "gpu": dict()},  # the dashboard has no knobs
     "14": {  # a real LLM from scratch; model None = the packaged SmolLM2-135M-Instruct
-        "smoke": dict(model=None, check_tokens=8, gen_tokens=16, n_samples=2,
+        "smoke": dict(model=None, check_tokens=8, gen_tokens=12, n_samples=2,
                       prompt_lengths=(8, 32), speed_tokens=4, repeats=1, bandwidth_mb=64,
                       int8=True),
         "cpu": dict(model=None, check_tokens=64, gen_tokens=48, n_samples=3,

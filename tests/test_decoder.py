@@ -213,3 +213,16 @@ def test_real_llm_greedy_64_tokens_identical_to_generate(smollm2):
     mine = generate(ours, ids, 64, stop_tokens=[tokenizer.eos_token_id])
     assert theirs.shape[1] - ids.shape[1] == 64
     assert mine.tolist() == theirs.tolist()
+
+
+def test_int8_copy_leaves_the_fp32_decoder_intact_and_stays_close():
+    from bigmodel_lab.convert import quantize_dynamic_int8
+
+    model = decoder_from_pretrained(tiny_llama(hidden_size=64, intermediate_size=128))
+    ids = torch.randint(0, 97, (1, 8))
+    with torch.no_grad():
+        before = model(ids).logits
+        int8 = quantize_dynamic_int8(model)
+        assert torch.equal(model(ids).logits, before)
+        assert isinstance(model.lm_head, torch.nn.Linear) and model.lm_head.weight is model.embed.weight
+        assert (int8(ids).logits - before).abs().max() < 0.1 * before.abs().max()

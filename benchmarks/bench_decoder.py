@@ -1,0 +1,98 @@
+"""Decoding speed: the from-scratch Llama decoder vs `transformers`, and the bandwidth bound.
+
+(a) `decoder.Decoder` with its preallocated KV cache vs `LlamaForCausalLM.generate` on the same
+weights (the packaged SmolLM2-135M-Instruct), greedy, batch 1, `--new-tokens` new tokens after a
+16-token prompt: tokens/s ratio, target >= 1.0x.
+(b) the fraction of the memory-bandwidth bound reached at batch 1: every token reads every weight
+once, so tokens/s <= (copy bandwidth measured in the same run) / (bytes of weights); target >= 0.5
+in fp32; PyTorch dynamic int8 reported beside it. Saved under "decoder" in results/bench.json.
+
+    /tmp/heavy old python benchmarks/bench_decoder.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+
+import torch
+from benchjson import machine, merge
+
+KEY = "decoder"
+
+
+def _best_tps(fn, new_tokens: int, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return new_tokens / best
+
+
+def run(new_tokens: int = 128, repeats: int = 3, bandwidth_mb: int = 256) -> dict:
+    from bigmodel_lab import bandwidth, compress
+    from bigmodel_lab.generate import generate
+    from bigmodel_lab.models import load_causal_lm
+    from bigmodel_lab.transformer import decoder_from_pretrained
+
+    hf, tokenizer, source = load_causal_lm()
+    ours = decoder_from_pretrained(hf)
+    text = ("The old lighthouse stood at the end of the harbour, and every evening the keeper "
+            "climbed its stairs to light the lamp.")
+    ids = tokenizer(text, return_tensors="pt")["input_ids"][:, :16]
+    config = copy.deepcopy(hf.generation_config)
+    config.eos_token_id = None  # exactly new_tokens tokens, as ours (no stop token)
+    config.do_sample = False
+    mask = torch.ones_like(ids)
+
+    def hf_generate():
+        out = hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens,
+                          generation_config=config)
+        assert out.shape[1] == ids.shape[1] + new_tokens
+        return out
+
+    with torch.inference_mode():
+        same = generate(ours, ids, new_tokens).tolist() == hf_generate().tolist()
+        hf_tps = _best_tps(hf_generate, new_tokens, repeats)
+        ours_tps = _best_tps(lambda: generate(ours, ids, new_tokens), new_tokens, repeats)
+        bw = bandwidth.copy_bandwidth_gbs(bandwidth_mb)
+        int8 = compress.quantize_dynamic_int8(ours)
+        int8_tps = _best_tps(lambda: generate(int8, ids, new_tokens), new_tokens, repeats)
+    bound = {"fp32": bandwidth.decode_bound(ours_tps, bandwidth.weight_bytes_per_token(ours), bw),
+             "int8_dynamic": bandwidth.decode_bound(int8_tps, bandwidth.weight_bytes_per_token(int8), bw)}
+    return {"model": source.name, "source": str(source), "batch": 1, "prompt_tokens": ids.shape[1],
+            "new_tokens": new_tokens, "greedy_tokens_identical": same,
+            "tokens_per_s": {"from_scratch_cache": ours_tps, "transformers_generate": hf_tps},
+            "ratio_from_scratch_over_hf": ours_tps / hf_tps, "target_ratio": 1.0,
+            "copy_bandwidth_gbs": bw, "bound": bound, "target_fraction_fp32": 0.5,
+            "machine": machine()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bandwidth-mb", type=int, default=256)
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    r = run(args.new_tokens, args.repeats, args.bandwidth_mb)
+    t = r["tokens_per_s"]
+    print(f"{r['model']}, batch 1, {r['prompt_tokens']} + {r['new_tokens']} tokens, "
+          f"{r['machine']['threads']} thread(s); greedy tokens identical: {r['greedy_tokens_identical']}")
+    print(f"  from-scratch + cache {t['from_scratch_cache']:.1f} tok/s, transformers.generate "
+          f"{t['transformers_generate']:.1f} tok/s: {r['ratio_from_scratch_over_hf']:.2f}x (target >= 1.0x)")
+    print(f"  copy bandwidth {r['copy_bandwidth_gbs']:.1f} GB/s")
+    for name, b in r["bound"].items():
+        print(f"  {name:13s} {b['tokens_per_s']:6.1f} tok/s of a {b['bound_tokens_per_s']:.1f} tok/s bound "
+              f"({b['weight_mb']:.0f} MB read per token): {b['fraction_of_bound']:.2f}")
+    if not args.no_save:
+        merge(KEY, r)
+
+
+if __name__ == "__main__":
+    main()

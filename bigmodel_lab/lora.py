@@ -268,3 +268,65 @@ def load_causal_lm_4bit(name: str):
 
 def config_dict(config: LoRAConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+# ---------------------------------------------------------------------------- exercise checks
+def check_lora_forward(fn, quiet: bool = False):
+    """fn(x, weight, bias, A, B, alpha) -> W x + b + (alpha / r) B A x, compared with LoRALinear."""
+    from .exercises import _call, _Failed, _run_check
+
+    def body() -> str:
+        g = torch.Generator().manual_seed(3)
+        base = nn.Linear(6, 4)
+        ours = LoRALinear(base, r=2, alpha=5.0)
+        with torch.no_grad():
+            ours.lora_B.weight.copy_(torch.randn(4, 2, generator=g))
+        x = torch.randn(3, 6, generator=g)
+        got = _call(fn, x, base.weight.detach(), base.bias.detach(), ours.lora_A.weight.detach(),
+                    ours.lora_B.weight.detach(), 5.0)
+        if got is None:
+            raise _Failed("return the output tensor, shape (3, 4).")
+        want = ours(x).detach()
+        if not torch.is_tensor(got) or got.shape != want.shape:
+            raise _Failed(f"expected a tensor of shape {tuple(want.shape)}, got "
+                          f"{getattr(got, 'shape', type(got).__name__)}.")
+        if not torch.allclose(got, want, atol=1e-5):
+            scaled = torch.allclose(got - base(x).detach(), (want - base(x).detach()) * 2 / 5,
+                                    atol=1e-5)
+            hint = " (scale the update by alpha / r, not by 1)" if scaled else ""
+            raise _Failed(f"max difference {float((got - want).abs().max()):.3g} from "
+                          f"LoRALinear{hint}.")
+        return "your LoRA forward equals LoRALinear (and so peft) on a 6 -> 4 layer, r = 2."
+
+    return _run_check(body, quiet)
+
+
+def peft_equivalence(base: nn.Linear, r: int = 8, alpha: float = 16.0, seed: int = 0) -> dict:
+    """Wrap a copy of `base` by hand and with peft, give both the same random A and B, and
+    return the largest output differences: ours vs peft, merged vs not, unmerged vs base."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    base = copy.deepcopy(base).float()
+    ours = LoRALinear(copy.deepcopy(base), r=r, alpha=alpha)
+    theirs = get_peft_model(nn.Sequential(copy.deepcopy(base)),
+                            LoraConfig(r=r, lora_alpha=alpha, target_modules=["0"]))
+    layer = theirs.base_model.model[0]
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(r, base.in_features, generator=g) / math.sqrt(base.in_features)
+    b = torch.randn(base.out_features, r, generator=g) / math.sqrt(r)
+    with torch.no_grad():
+        for w, value in ((ours.lora_A.weight, a), (ours.lora_B.weight, b),
+                         (layer.lora_A["default"].weight, a), (layer.lora_B["default"].weight, b)):
+            w.copy_(value)
+        x = torch.randn(4, base.in_features, generator=g)
+        y = ours(x)
+        vs_peft = float((y - theirs(x)).abs().max())
+        ours.merge()
+        merged = float((ours(x) - y).abs().max())
+        ours.unmerge()
+        restored = float((ours.base.weight - base.weight).abs().max())
+        update = float((y - base(x)).abs().max())
+    return {"ours vs peft": vs_peft, "merged vs unmerged": merged,
+            "weight after unmerge vs original": restored, "size of the update": update}

@@ -321,10 +321,21 @@ def _model_part(tensors: dict[str, torch.Tensor], meta: dict) -> dict[str, torch
     return state
 
 
+def provenance() -> dict[str, str | None]:
+    """Which profile and notebook are writing (from the running `lab.setup`), for the
+    metadata of every checkpoint."""
+    from .runtime import CURRENT
+
+    cfg = CURRENT.get("cfg")
+    return {"profile": cfg.profile if cfg else None,
+            "origin": f"notebook {cfg.notebook}" if cfg else "python"}
+
+
 def save_weights(model: nn.Module, path: str | Path, info: dict | None = None) -> None:
     """Model weights only (safetensors, atomic); `info` goes into the metadata as JSON."""
     tensors, aliases = _unique_state(model)
-    meta = {"aliases": json.dumps(aliases), "info": json.dumps(info or {})}
+    meta = {"aliases": json.dumps(aliases), "info": json.dumps(info or {}),
+            "provenance": json.dumps(provenance())}
     _atomic_save(tensors, meta, Path(path))
 
 
@@ -382,6 +393,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer, scheduler, sc
         "scaler": json.dumps(scaler.state_dict() if scaler is not None else {}),
         "python_rng": json.dumps(rng["python"]),
         "trainer": json.dumps(trainer_state),
+        "provenance": json.dumps(provenance()),
     }
     _atomic_save(tensors, meta, Path(path))
 

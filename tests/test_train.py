@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import signal
@@ -85,6 +86,8 @@ def test_checkpoint_is_safetensors_and_written_atomically(tmp_path):
         keys = set(f.keys())
     assert any(k.startswith("model.") for k in keys) and any(k.startswith("optim.") for k in keys)
     assert "model.lm_head.weight" not in keys  # tied to the embeddings: stored once
+    with safe_open(str(tmp_path / "last.safetensors"), "pt") as f:
+        assert set(json.loads(f.metadata()["provenance"])) == {"profile", "origin"}
 
 
 def test_warmup_then_cosine_decay_to_the_floor():

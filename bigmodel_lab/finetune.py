@@ -298,11 +298,18 @@ def evaluate(model, tokenizer, dataset_split, max_length: int = 128, batch_size:
 def finetune_with_trainer(model, tokenizer, dsd, max_length: int = 128, batch_size: int = 32,
                           epochs: int = 1, lr: float = 5e-5, warmup: float = 0.1, seed: int = 0,
                           output_dir: str | None = None, grad_accum: int = 1,
-                          evaluate: bool = True):
+                          evaluate: bool = True, device: str | None = None):
     """Fine-tune with Hugging Face `Trainer` (the source articles' path); returns the trainer.
 
-    `evaluate=False` skips the end-of-epoch validation (benchmarks time the training alone)."""
+    `evaluate=False` skips the end-of-epoch validation (benchmarks time the training alone).
+    `device` (default: CUDA, then Apple MPS, then CPU, as `runtime.pick_device`) is where
+    Trainer moves the model; it prints which. fp16 mixed precision on CUDA only: on MPS and
+    CPU the run is fp32."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from .runtime import pick_device
+
+    device = device or pick_device()
 
     max_length = check_max_length(model, max_length)
     train = tokenize_split(training_split(dsd), tokenizer, max_length)
@@ -315,8 +322,8 @@ def finetune_with_trainer(model, tokenizer, dsd, max_length: int = 128, batch_si
         lr_scheduler_type="linear", weight_decay=0.01,
         eval_strategy="epoch" if evaluate else "no",
         save_strategy="no", logging_strategy="epoch", report_to="none", seed=seed,
-        train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
-        fp16=torch.cuda.is_available(), dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length", use_cpu=device == "cpu",
+        fp16=device == "cuda", dataloader_num_workers=0,
     )
 
     def accuracy(pred):
@@ -330,6 +337,7 @@ def finetune_with_trainer(model, tokenizer, dsd, max_length: int = 128, batch_si
     # num_items_in_batch and skips dividing by the accumulation steps; it does not, and the
     # micro-batch losses (and gradients) would be summed (transformers issue #47688).
     trainer.model_accepts_loss_kwargs = False
+    print(f"Trainer: training on {args.device} ({'fp16 mixed precision' if args.fp16 else 'fp32'})")
     trainer.train()
     return trainer
 

@@ -16,6 +16,9 @@ def model_attention(model, tokenizer, sentence: str, max_length: int = 64) -> tu
 
     The model must be loaded with attn_implementation="eager": fused kernels return no weights.
     """
+    from .checks import check_max_length
+
+    max_length = check_max_length(model, max_length)
     enc = tokenizer(sentence, return_tensors="pt", truncation=True, max_length=max_length)
     with torch.no_grad():
         out = model(**enc, output_attentions=True)

@@ -81,16 +81,22 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, dsd, config,
     alpha=0 trains on the labels only (the no-distillation baseline, same loop and data)."""
     from torch.utils.data import DataLoader
 
+    from .checks import check_max_length
     from .finetune import (
         LengthGroupedBatchSampler,
         collate,
         evaluate,
+        held_out_split,
         token_lengths,
         tokenize_split,
+        training_split,
     )
     from .train import fit
 
-    train = tokenize_split(dsd["train"], tokenizer, max_length)
+    max_length = check_max_length(student, max_length)
+    check_max_length(teacher, max_length)
+    held_out = held_out_split(dsd, eval_split) if eval_split is not None else None
+    train = tokenize_split(training_split(dsd), tokenizer, max_length)
     if alpha > 0:
         soft = teacher_logits(teacher, tokenizer, dsd["train"]["text"], max_length)
     else:  # no teacher needed: zeros keep the batch format the same
@@ -114,8 +120,7 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, dsd, config,
                                  temperature, alpha)
 
     eval_fn = None
-    if eval_split is not None:
-        held_out = dsd[eval_split]
+    if held_out is not None:
 
         def eval_fn(model):
             scores = evaluate(model, tokenizer, held_out, max_length, batch_size * 2)

@@ -45,9 +45,13 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _encode(tokenizer, text: str, max_length: int, device) -> dict:
+def _encode(tokenizer, text: str, max_length: int, device, model=None) -> dict:
     if not isinstance(text, str):
         raise TypeError(f"Expected a text (str), got {type(text).__name__}.")
+    if model is not None:
+        from .checks import check_max_length
+
+        max_length = check_max_length(model, max_length)
     enc = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
     return {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}
 
@@ -56,7 +60,7 @@ def _encode(tokenizer, text: str, max_length: int, device) -> dict:
 def predict_one(model, tokenizer, text: str, max_length: int = 128) -> np.ndarray:
     """Class probabilities (2,) for one text."""
     model.eval()
-    logits = model(**_encode(tokenizer, text, max_length, _device(model))).logits
+    logits = model(**_encode(tokenizer, text, max_length, _device(model), model)).logits
     return torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
 
 
@@ -68,7 +72,7 @@ def integrated_gradients(model, tokenizer, text: str, target: int | None = None,
     from captum.attr import LayerIntegratedGradients
 
     model.eval()
-    enc = _encode(tokenizer, text, max_length, _device(model))
+    enc = _encode(tokenizer, text, max_length, _device(model), model)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     special = torch.tensor(tokenizer.get_special_tokens_mask(ids[0].tolist(),
                                                              already_has_special_tokens=True),
@@ -102,7 +106,7 @@ def attention_weights(model, tokenizer, text: str, max_length: int = 128) -> tup
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
-        enc = _encode(tokenizer, text, max_length, _device(model))
+        enc = _encode(tokenizer, text, max_length, _device(model), model)
         out = model(**enc, output_attentions=True)
     finally:
         model.set_attn_implementation(previous)

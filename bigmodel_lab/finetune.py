@@ -109,6 +109,7 @@ def encode(texts, tokenizer, max_length: int = 128, strategy: str = "head",
     function pads each batch to its own longest row). Texts are tokenized `chunk_size` at a
     time and cut to their windows at once, so a long corpus never sits in memory untruncated."""
     texts = check_texts(texts)
+    max_length = check_count("max_length", max_length, minimum=2, allow_none=False)
     longtext.check_strategy(strategy)
     out: list[list[list[int]]] = []
     lean = dict(return_attention_mask=False, return_token_type_ids=False)

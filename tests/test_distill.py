@@ -99,3 +99,18 @@ def test_student_keeps_every_other_teacher_layer_with_the_teachers_weights():
     assert student(input_ids=ids).logits.shape == (2, 2)
     with pytest.raises(ValueError, match="cannot keep"):
         make_student(teacher, layers=range(5))
+
+
+def test_distill_names_the_fix_for_a_long_max_length_and_a_missing_split():
+    import datasets
+
+    from bigmodel_lab.distill import distill
+    from bigmodel_lab.finetune import finetune_config
+
+    rows = datasets.Dataset.from_dict({"text": ["good", "bad"], "label": [1, 0]})
+    student, teacher = tiny_bert(2), tiny_bert(4)  # 64 positions
+    config = finetune_config(progress=False)
+    with pytest.raises(ValueError, match="max_length=64 or less"):
+        distill(student, teacher, None, datasets.DatasetDict(train=rows), config, max_length=128)
+    with pytest.raises(ValueError, match="No 'validation' split.*eval_split=None"):
+        distill(student, teacher, None, datasets.DatasetDict(train=rows), config, max_length=32)

@@ -155,3 +155,10 @@ def test_explorer_shows_a_sentence_not_a_widget_placeholder_when_static(tiny):
     box = explain.explorer(*tiny, text="fine", n_steps=4)
     plain = box._repr_mimebundle_()["text/plain"]
     assert "VBox(children" not in plain and "fine" in plain
+
+
+def test_max_length_above_the_models_positions_names_the_limit(tiny):
+    model, tokenizer = tiny
+    limit = model.config.max_position_embeddings
+    with pytest.raises(ValueError, match=f"max_length={limit} or less"):
+        explain.predict_one(model, tokenizer, "fine", max_length=limit + 1)

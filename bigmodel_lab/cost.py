@@ -25,6 +25,8 @@ with s the sequence length, b the batch, h the hidden size, a the heads. Their 1
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, replace
 
 FAMILIES = ("bert", "distilbert", "llama")
@@ -467,3 +469,29 @@ def model_flops_utilization(n_params: int, tokens: float, seconds: float,
     if seconds <= 0 or peak_flops <= 0:
         raise ValueError(f"seconds and peak_flops must be positive, got {seconds}, {peak_flops}.")
     return 6 * n_params * tokens / seconds / peak_flops
+
+
+def operator_times(model, repeats: int = 1, **inputs) -> dict[str, float]:
+    """Self CPU time (ms) of each PyTorch operator in `repeats` forward passes of `model`
+    (after one warm-up call), from `torch.profiler`: where a forward pass spends its time.
+
+    The profiler's own start/stop log lines (written by its C++ side to stderr) are kept out
+    of the notebook."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad():
+        model(**inputs)
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(repeats):
+                    model(**inputs)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    return {e.key: e.self_cpu_time_total / 1e3 / repeats for e in prof.key_averages()}

@@ -146,3 +146,11 @@ def test_format_scale_table_marks_models_without_published_hours():
     shown = cost.format_scale_table(runs).set_index("model")
     assert shown.loc["BERT-base", "published_gpu_hours"] == "-"
     assert shown.loc["LLaMA-7B", "implied_utilization"] == f"{runs.loc[1, 'implied_utilization']:.2f}"
+
+
+def test_operator_times_names_the_matmul_of_a_linear_layer(capfd):
+    import torch
+
+    times = cost.operator_times(torch.nn.Linear(8, 8), input=torch.randn(4, 8))
+    assert times["aten::addmm"] >= 0 and all(v >= 0 for v in times.values())
+    assert "profiler_start" not in capfd.readouterr().err

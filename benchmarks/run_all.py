@@ -12,6 +12,7 @@ and time, and the machine. Run it alone on the machine (on a shared box, under a
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -48,7 +49,9 @@ def main() -> int:
         status[script.stem] = {"returncode": code,
                                "seconds": round(time.perf_counter() - start, 1)}
         print(f"   {script.name}: exit {code}, {status[script.stem]['seconds']} s", flush=True)
-    merge("_run_all", {"scripts": status, "machine": machine()})
+    # A run of some scripts keeps the status of the others' last run (their rows stay too).
+    previous = json.loads(BENCH_JSON.read_text()).get("_run_all", {}) if BENCH_JSON.exists() else {}
+    merge("_run_all", {"scripts": {**previous.get("scripts", {}), **status}, "machine": machine()})
     failed = [name for name, s in status.items() if s["returncode"] != 0]
     print(f"results in {BENCH_JSON.relative_to(HERE.parent)}; "
           + (f"FAILED: {', '.join(failed)}" if failed else f"all {len(status)} ran"))

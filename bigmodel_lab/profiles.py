@@ -204,9 +204,9 @@ SETTINGS: dict[str, dict[str, dict]] = {
                       sample_batch=16, dpo_steps=2, batch_pairs=2, beta=0.1, lr=3e-4,
                       lora_r=8, n_boot=100),
         "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=None,
-                    max_length=64, batch_size=32, llm=None, n_words=8, n_pair_openings=64,
-                    samples_per_opening=4, n_eval_openings=100, max_new_tokens=24,
-                    sample_batch=32, dpo_steps=100, batch_pairs=4, beta=0.1, lr=3e-4,
+                    max_length=64, batch_size=32, llm=None, n_words=8, n_pair_openings=96,
+                    samples_per_opening=4, n_eval_openings=80, max_new_tokens=20,
+                    sample_batch=32, dpo_steps=72, batch_pairs=4, beta=0.1, lr=5e-4,
                     lora_r=8, n_boot=1000),
         "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
                     max_length=128, batch_size=32, llm="HuggingFaceTB/SmolLM2-360M-Instruct",
@@ -220,7 +220,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
 # The notebooks that train: `lab.setup` turns on `runtime.return_freed_memory` for them, which
 # kept 07 (2.8 GB before) and 08 (2.4 GB) under Binder's 2 GB. The notebooks that only measure
 # or serve (09, 11-13) keep glibc's default allocator, which is faster for inference.
-LEAN_MEMORY = ("05", "06", "07", "08", "10", "16")
+LEAN_MEMORY = ("05", "06", "07", "08", "10", "16", "17")
 
 
 # The rehearsal: BIGMODEL_LAB_REHEARSAL=1 (or BIGMODEL_LAB_PROFILE=rehearsal) runs each

@@ -117,3 +117,13 @@ def test_round_trip_in_chunks_equals_one_pass():
     w = np.random.default_rng(2).normal(size=(70, 64)).astype(np.float32)
     one = dq.dequantize_q4_1(dq.quantize_q4_1(w))
     assert np.array_equal(dq.round_trip_q4_1(w, rows_per_chunk=16), one)
+
+
+def test_reconstruction_error_matches_the_direct_formula():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(5000, 8))
+    a = w + rng.normal(0, 0.1, size=w.shape)
+    got = dq.reconstruction_error(w, a)
+    assert got["rms_error"] == pytest.approx(np.sqrt(((a - w) ** 2).mean()))
+    assert got["max_abs_error"] == pytest.approx(np.abs(a - w).max())
+    assert got["relative_rms_error"] == pytest.approx(got["rms_error"] / np.sqrt((w ** 2).mean()))

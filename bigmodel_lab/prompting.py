@@ -121,12 +121,13 @@ def _model_device(model) -> torch.device:
 
 @torch.no_grad()
 def prefix_cache(model, tokenizer, prefix: str):
-    """(ids, past_key_values) of the shared prefix, computed once; (None, None) when empty."""
+    """(ids, cache) of the shared prefix: its keys and values, computed once; (None, None)
+    when there is no prefix."""
     if not prefix:
         return None, None
     ids = tokenizer(prefix, return_tensors="pt", add_special_tokens=False).input_ids
     out = model(input_ids=ids.to(_model_device(model)), use_cache=True)
-    return ids, out.past_key_values
+    return ids, getattr(out, "cache", None) or out.past_key_values
 
 
 def collate_left(rows: list[list[int]], pad_id: int, offset: int = 0,
@@ -179,7 +180,7 @@ def label_logprobs(model, tokenizer, template: Template, texts, shots=(), batch_
             ones = torch.ones((len(idx), offset), dtype=batch["attention_mask"].dtype,
                               device=device)
             batch["attention_mask"] = torch.cat([ones, batch["attention_mask"]], dim=1)
-        logits = model(**batch, past_key_values=past, use_cache=past is not None,
+        logits = model(**batch, cache=past, use_cache=past is not None,
                        logits_to_keep=1).logits[:, -1].float()
         out[idx] = torch.log_softmax(logits, dim=-1)[:, label_ids].cpu().numpy()
     return out

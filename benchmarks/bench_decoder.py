@@ -5,7 +5,8 @@ weights (the packaged SmolLM2-135M-Instruct), greedy, batch 1, `--new-tokens` ne
 16-token prompt: tokens/s ratio, target >= 1.0x.
 (b) the fraction of the memory-bandwidth bound reached at batch 1: every token reads every weight
 once, so tokens/s <= (copy bandwidth measured in the same run) / (bytes of weights); target >= 0.5
-in fp32; PyTorch dynamic int8 reported beside it. Saved under "decoder" in results/bench.json.
+in fp32; PyTorch dynamic int8 reported beside it. All timings on `benchjson.CLOCK` (CPU time on
+one pinned core). Saved under "decoder" in results/bench.json.
 
     /tmp/heavy old python benchmarks/bench_decoder.py
 """
@@ -15,22 +16,15 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import time
 
 import torch
-from benchjson import machine, merge
+from benchjson import best_ms, machine, merge
 
 KEY = "decoder"
 
 
 def _best_tps(fn, new_tokens: int, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return new_tokens / best
+    return new_tokens / (best_ms(fn, repeats, warmup=1) / 1e3)  # on benchjson.CLOCK
 
 
 def run(new_tokens: int = 128, repeats: int = 3, bandwidth_mb: int = 256) -> dict:
@@ -47,11 +41,11 @@ def run(new_tokens: int = 128, repeats: int = 3, bandwidth_mb: int = 256) -> dic
     config = copy.deepcopy(hf.generation_config)
     config.eos_token_id = None  # exactly new_tokens tokens, as ours (no stop token)
     config.do_sample = False
+    config.max_new_tokens = new_tokens
     mask = torch.ones_like(ids)
 
     def hf_generate():
-        out = hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens,
-                          generation_config=config)
+        out = hf.generate(ids, attention_mask=mask, generation_config=config)
         assert out.shape[1] == ids.shape[1] + new_tokens
         return out
 
@@ -59,7 +53,9 @@ def run(new_tokens: int = 128, repeats: int = 3, bandwidth_mb: int = 256) -> dic
         same = generate(ours, ids, new_tokens).tolist() == hf_generate().tolist()
         hf_tps = _best_tps(hf_generate, new_tokens, repeats)
         ours_tps = _best_tps(lambda: generate(ours, ids, new_tokens), new_tokens, repeats)
-        bw = bandwidth.copy_bandwidth_gbs(bandwidth_mb)
+        src = torch.ones(bandwidth_mb * 2**20 // 4)
+        dst = torch.empty_like(src)
+        bw = 2 * src.nbytes / (best_ms(lambda: dst.copy_(src), 5) / 1e3) / 1e9  # read + write
         int8 = compress.quantize_dynamic_int8(ours)
         int8_tps = _best_tps(lambda: generate(int8, ids, new_tokens), new_tokens, repeats)
     bound = {"fp32": bandwidth.decode_bound(ours_tps, bandwidth.weight_bytes_per_token(ours), bw),

@@ -17,7 +17,6 @@ left-padded (`encode_prompts`), so every row's next token sits in the last colum
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import torch
@@ -227,10 +226,17 @@ def next_token_probs(model, tokenizer, prompt: str, chat: bool = True, **knobs) 
 
 def tokens_per_second(model: GPT | Decoder, input_ids: torch.Tensor, max_new_tokens: int,
                       use_cache: bool, repeats: int = 1) -> float:
-    """Generated tokens per second (greedy, best of `repeats`)."""
+    """Generated tokens per second (greedy, best of `repeats`), on `bandwidth.clock`: CPU time
+    when pinned to one core, else wall time."""
+    from .bandwidth import clock
+
+    device = input_ids.device
+    now = clock(device)
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = now()
         generate(model, input_ids, max_new_tokens, use_cache=use_cache)
-        best = min(best, time.perf_counter() - t0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, now() - t0)
     return input_ids.shape[0] * max_new_tokens / best

@@ -93,7 +93,7 @@ def embedding_parameters(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class Latency:
-    """Wall-clock time of one batch: median and 90th percentile over `repeats` runs."""
+    """Time of one batch: median and 90th percentile over `repeats` runs (see `clock`)."""
 
     median_ms: float
     p90_ms: float
@@ -101,6 +101,7 @@ class Latency:
     seq_len: int
     threads: int
     repeats: int
+    clock: str = "wall"  # "wall", or "cpu": process CPU time on one pinned core
 
     def __str__(self) -> str:
         return (f"median {self.median_ms:.1f} ms, p90 {self.p90_ms:.1f} ms per batch of "
@@ -122,21 +123,28 @@ def measure_latency(
 ) -> Latency:
     """Time `run()` (one forward pass on a fixed batch): `warmup` untimed calls, then
     `repeats` timed ones. `batch_size`/`seq_len` describe the batch `run` uses; `threads`
-    sets torch's intra-op thread count for the measurement (default: unchanged)."""
+    sets torch's intra-op thread count for the measurement (default: unchanged).
+
+    With one thread on a process pinned to one core (how the book's shared machine runs a
+    notebook), the clock is the process's CPU time: wall time there also counts whatever else
+    the kernel ran on that core, which made the same model 3x slower in one notebook than in
+    the next. Otherwise it is wall-clock time (several threads work in parallel)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"Need repeats >= 1 and warmup >= 0 (got {repeats}, {warmup}).")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    cpu_clock = torch.get_num_threads() == 1 and _pinned_to_one_core()
+    clock = time.process_time if cpu_clock else time.perf_counter
     try:
         with torch.inference_mode():
             for _ in range(warmup):
                 run()
             times = []
             for _ in range(repeats):
-                start = time.perf_counter()
+                start = clock()
                 run()
-                times.append((time.perf_counter() - start) * 1e3)
+                times.append((clock() - start) * 1e3)
     finally:
         torch.set_num_threads(previous)
     return Latency(
@@ -146,7 +154,15 @@ def measure_latency(
         seq_len=seq_len,
         threads=threads or previous,
         repeats=repeats,
+        clock="cpu" if cpu_clock else "wall",
     )
+
+
+def _pinned_to_one_core() -> bool:
+    try:
+        return len(os.sched_getaffinity(0)) == 1
+    except AttributeError:  # macOS: no affinity
+        return False
 
 
 def fixed_batch(tokenizer, texts: Sequence[str], batch_size: int, seq_len: int) -> dict:

@@ -1,5 +1,6 @@
 """Tests for bigmodel_lab.compress on tiny randomly initialised BERT classifiers."""
 
+import os
 import warnings
 
 import numpy as np
@@ -171,6 +172,7 @@ def test_measure_latency_reports_median_p90_and_setting():
     assert len(calls) == 7
     assert 0 <= result.median_ms <= result.p90_ms
     assert (result.batch_size, result.seq_len, result.threads) == (4, 8, 1)
+    assert result.clock == ("cpu" if len(os.sched_getaffinity(0)) == 1 else "wall")
     with pytest.raises(ValueError, match="repeats"):
         compress.measure_latency(lambda: None, batch_size=1, seq_len=1, repeats=0)
 

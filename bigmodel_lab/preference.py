@@ -146,8 +146,10 @@ def token_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def sample_logprobs(model, samples: Samples, pad_id: int, batch_size: int = 32) -> list[np.ndarray]:
-    """Per-token log-probabilities of each sample's completion under `model`."""
+def sample_logprobs(model, samples: Samples, pad_id: int, batch_size: int = 8) -> list[np.ndarray]:
+    """Per-token log-probabilities of each sample's completion under `model`.
+
+    Small batches: the logits of a batch (B x T x 49,152 floats for SmolLM2) dominate memory."""
     was_training = model.training
     model.eval()
     out = []
@@ -233,6 +235,7 @@ class DPOConfig:
     warmup_steps: int = 5
     lora_r: int = 8
     lora_alpha: int = 16
+    activation_checkpointing: bool = False  # recompute layer activations in backward: less memory
     seed: int = 0
     progress: bool = True
 
@@ -281,8 +284,8 @@ def train_dpo(model, pairs: Pairs, config: DPOConfig, pad_id: int) -> DPOHistory
     ref_c, ref_r = torch.zeros(n), torch.zeros(n)
     with torch.no_grad(), model.disable_adapter():
         model.eval()
-        for s in range(0, n, 32):
-            sl = slice(s, s + 32)
+        for s in range(0, n, 8):
+            sl = slice(s, s + 8)
             ref_c[sl] = _summed_logps(model, pairs.prompt_ids[sl], pairs.chosen_ids[sl], pad_id)
             ref_r[sl] = _summed_logps(model, pairs.prompt_ids[sl], pairs.rejected_ids[sl], pad_id)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -296,6 +299,12 @@ def train_dpo(model, pairs: Pairs, config: DPOConfig, pad_id: int) -> DPOHistory
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="DPO")
+    if config.activation_checkpointing:  # transformers 5 renamed gradient_ to activation_
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable({"use_reentrant": False})
+        model.enable_input_require_grads()
     model.train()
     for _ in steps:
         if len(order) < b:  # a fresh shuffled pass over the pairs
@@ -314,6 +323,9 @@ def train_dpo(model, pairs: Pairs, config: DPOConfig, pad_id: int) -> DPOHistory
         hist.accuracy.append((rc > rr).float().mean().item())
         if config.progress:
             steps.set_postfix(loss=f"{loss.item():.3f}", margin=f"{hist.margin[-1]:.2f}")
+    if config.activation_checkpointing:
+        (getattr(model, "activation_checkpointing_disable", None) or
+         model.gradient_checkpointing_disable)()
     model.eval()
     hist.train_seconds = time.perf_counter() - start
     hist.peak_memory_mb = peak_memory_mb(torch.device("cpu"))

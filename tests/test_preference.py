@@ -153,8 +153,8 @@ def test_train_dpo_lowers_the_loss_and_keeps_the_reference(tiny):
     chosen = [[2000 + i, 2001] for i in range(4)]
     rejected = [[3000 + i, 3001] for i in range(4)]
     pairs = pref.Pairs(prompts, chosen, rejected, [""] * 4, [""] * 4, np.ones(4), np.zeros(4))
-    config = pref.DPOConfig(beta=0.5, lr=1e-2, steps=15, batch_pairs=4, warmup_steps=1,
-                            progress=False)
+    config = pref.DPOConfig(beta=0.5, lr=1e-2, steps=10, batch_pairs=4, warmup_steps=1,
+                            activation_checkpointing=True, progress=False)
     policy = pref.add_lora(model, config)
     ref_before = pref._summed_logps(policy, prompts, chosen, tok.pad_token_id).detach()
     hist = pref.train_dpo(policy, pairs, config, tok.pad_token_id)

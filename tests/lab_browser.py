@@ -140,7 +140,7 @@ def start_chromium(paths: tuple[str, str], profile_dir: Path):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=driver_path, log_output=str(profile_dir / "driver.log"))
     driver = webdriver.Chrome(service=service, options=options)
-    driver.set_script_timeout(300)
+    driver.set_script_timeout(900)  # run_cells awaits the cells
     return driver
 
 
@@ -277,6 +277,33 @@ def run_all(driver, path: str, timeout: float) -> dict:
         raise TimeoutError(f"{err}; cells run {js(driver, 'return w.__ran.size;', path)}") from None
     s["seconds"] = round(time.monotonic() - start, 1)
     return s
+
+
+def run_cells(driver, path: str, needles: list[str], timeout: float,
+              above: bool = False) -> list:
+    """Run, in order, the code cells whose source contains each needle (a reader selecting
+    them and pressing Shift+Enter); with `above`, first Run > Run All Above Selected Cell for
+    the first needle. Returns the error outputs, [[needle, "ename: evalue"], ...]."""
+    activate(driver, path)
+    errors = js(driver, """
+        const find = needle => [...Array(w.model.cells.length).keys()].find(i => w.model.cells
+            .get(i).type === 'code' && w.model.cells.get(i).sharedModel.getSource().includes(needle));
+        const errors = [];
+        for (const [k, needle] of arguments[1].entries()) {
+            const i = find(needle);
+            if (i === undefined) { errors.push([needle, 'no such cell']); break; }
+            w.content.deselectAll();
+            w.content.activeCellIndex = i;
+            if (k === 0 && arguments[2]) await app.commands.execute('notebook:run-all-above');
+            await app.commands.execute('notebook:run-cell');
+            for (let j = 0; j <= i; j++) for (const o of (w.model.cells.get(j).outputs
+                ? w.model.cells.get(j).outputs.toJSON() : []))
+                if (o.output_type === 'error') errors.push([needle, o.ename + ': ' + o.evalue]);
+            if (errors.length) break;
+        }
+        return errors;""", path, needles, above, asynchronous=True)
+    screenshot(driver, f"{Path(path).stem[:2]}_after_running_cells")
+    return errors
 
 
 def cell_node(driver, path: str, needle: str):

@@ -74,7 +74,7 @@ def committed_kernelspec(path: str) -> dict:
     return json.loads((lb.ROOT / path).read_text())["metadata"]["kernelspec"]
 
 
-def open_and_run(page, path: str) -> dict:
+def open_notebook_checked(page, path: str) -> dict:
     info = lb.open_notebook(page, path)
     spec = committed_kernelspec(path)
     assert info["kernel"] == spec["name"], f"{path} got kernel {info['kernel']}, not {spec}"
@@ -84,6 +84,11 @@ def open_and_run(page, path: str) -> dict:
     # (The model may still turn "dirty" in memory: JupyterLab writes the running Python's
     # version into language_info. With autosave off that never reaches the disk: checked by
     # the `unchanged_on_disk` hashes.)
+    return info
+
+
+def open_and_run(page, path: str) -> dict:
+    open_notebook_checked(page, path)
     state = lb.run_all(page, path, RUN_TIMEOUT)
     lb.screenshot(page, f"{os.path.basename(path)[:2]}_after_run_all")
     assert not state["errors"], f"{path}: cells failed: {state['errors']}"
@@ -171,7 +176,11 @@ def test_attribution_explorer_explains_a_new_sentence(page, unchanged_on_disk):
     from selenium.webdriver.common.by import By
 
     path = unchanged_on_disk(NB12)
-    open_and_run(page, path)
+    open_notebook_checked(page, path)
+    # Only what the explorer needs (nbval runs the rest): set-up, the model, the explorer.
+    errors = lb.run_cells(page, path, ["lab.setup(", "load_or_finetune(", "explain.explorer("],
+                          RUN_TIMEOUT)
+    assert not errors, errors
     node = lb.cell_node(page, path, "explain.explorer(")
     html = lb.wait_for(lambda: node.find_elements(By.CSS_SELECTOR, ".widget-html-content"), 60,
                        "the explorer's first explanation")[0]
@@ -192,7 +201,10 @@ def test_sampling_panel_answers_a_new_prompt_and_the_temperature(page, unchanged
     source = (lb.ROOT / path).read_text()
     if "build_panel(" not in source:
         pytest.skip(f"{path} has no sampling panel (llm_plots.build_panel) yet")
-    open_and_run(page, path)
+    open_notebook_checked(page, path)
+    # Run > Run All Above Selected Cell on the panel, then the panel (nbval runs the rest).
+    errors = lb.run_cells(page, path, ["build_panel("], RUN_TIMEOUT, above=True)
+    assert not errors, errors
     node = lb.cell_node(page, path, "build_panel(")
     start = lb.wait_for(lambda: _image(node), 120, "the panel's first picture")
     _type_into(node.find_element(By.CSS_SELECTOR, ".widget-text input"),

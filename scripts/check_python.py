@@ -26,11 +26,11 @@ def problem(version, executable, pyproject_text):
     allowed = supported_minors(pyproject_text)
     if tuple(version[:2]) in allowed:
         return None
-    names = ["%d.%d" % v for v in allowed]
+    names = ["{}.{}".format(*v) for v in allowed]
     listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
-    return ("bigmodel-lab needs Python %s; %s is %s. Fix: make PYTHON=python%s lab "
-            "(or activate such an env)." % (listed, executable,
-                                            ".".join(map(str, version[:3])), names[-1]))
+    return ("bigmodel-lab needs Python {}; {} is {}. Fix: make PYTHON=python{} lab "
+            "(or activate such an env).".format(listed, executable,
+                                                ".".join(map(str, version[:3])), names[-1]))
 
 
 if __name__ == "__main__":

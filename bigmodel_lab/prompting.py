@@ -20,6 +20,7 @@ p_cf over content-free inputs ("N/A", "", "[MASK]"), then divide it out:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,12 +107,20 @@ def draw_shots(train, k: int, seed: int = 0) -> list[tuple[str, int]]:
     return [(train[i]["text"], int(train[i]["label"])) for i in picks]
 
 
-def reorder(shots, seed: int) -> list[tuple[str, int]]:
-    """The same shots in another (seeded) order; seed 0 keeps the order."""
-    if seed == 0:
-        return list(shots)
-    order = np.random.default_rng(seed).permutation(len(shots))
-    return [shots[i] for i in order]
+def reorder(shots, order: int) -> list[tuple[str, int]]:
+    """The same shots in their `order`-th distinct order: 0 keeps the drawn order, each
+    order > 0 is a seeded permutation different from all lower ones (k shots have k! orders)."""
+    n = len(shots)
+    if not 0 <= order < math.factorial(n):
+        raise ValueError(f"{n} shots have {math.factorial(n)} distinct orders: ask for order 0 "
+                         f"to {math.factorial(n) - 1} (grid_settings caps n_orders for you).")
+    rng = np.random.default_rng(0)
+    seen = [tuple(range(n))]
+    while len(seen) <= order:
+        perm = tuple(int(i) for i in rng.permutation(n))
+        if perm not in seen:
+            seen.append(perm)
+    return [shots[i] for i in seen[order]]
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -224,9 +233,10 @@ class PromptSetting:
 
 
 def grid_settings(shot_counts, templates=TEMPLATES, n_orders: int = 3) -> list[PromptSetting]:
-    """Every template for each k; each k > 0 also in `n_orders` orders of the same shots."""
+    """Every template for each k; each k > 0 also in `n_orders` distinct orders of the same
+    shots (at most k! of them: 2 shots have only 2 orders)."""
     return [PromptSetting(k, t, o) for k in shot_counts for t in templates
-            for o in (range(n_orders) if k else (0,))]
+            for o in (range(min(n_orders, math.factorial(k))) if k else (0,))]
 
 
 def shots_for(setting: PromptSetting, train, seed: int = 0) -> list[tuple[str, int]]:

@@ -98,6 +98,18 @@ def test_shots_are_balanced_seeded_and_reordered():
         P.draw_shots(train, 3)
 
 
+def test_every_order_of_the_grid_is_a_distinct_order():
+    two = [("a", 0), ("b", 1)]
+    assert P.reorder(two, 1) == [("b", 1), ("a", 0)]
+    with pytest.raises(ValueError, match="order 0 to 1"):
+        P.reorder(two, 2)
+    eight = [(str(i), i % 2) for i in range(8)]
+    assert len({tuple(P.reorder(eight, o)) for o in range(5)}) == 5
+    settings = P.grid_settings((0, 2, 8), n_orders=3)
+    assert [s.order for s in settings if s.k == 2] == [0, 1] * 3
+    assert sum(s.k == 8 for s in settings) == 9 and sum(s.k == 0 for s in settings) == 3
+
+
 def test_template_without_a_text_slot_says_where_the_sentence_goes():
     with pytest.raises(ValueError, match="\\{text\\}"):
         P.Template("bad", "system", "no slot here")

@@ -45,6 +45,7 @@ def test_rehearsal_rows_keep_the_gpu_switches_at_smoke_sizes(capsys):
 def test_rehearsal_is_switched_on_by_one_variable_and_writes_nothing_real(monkeypatch,
                                                                           tmp_path):
     monkeypatch.setenv("BIGMODEL_LAB_REHEARSAL", "1")
+    monkeypatch.delenv("BIGMODEL_LAB_PROFILE", raising=False)  # make test sets smoke, which wins
     monkeypatch.setenv("BIGMODEL_LAB_HOME", str(tmp_path))
     monkeypatch.setattr(ft, "CHECKPOINTS", None)
     monkeypatch.setattr(runtime, "CURRENT", {})  # the rehearsal ends with this test

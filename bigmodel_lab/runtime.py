@@ -184,7 +184,12 @@ def read_lock(path: str | os.PathLike | None = None) -> dict[str, str]:
 
 def lock_differences(path: str | os.PathLike | None = None) -> dict[str, tuple[str, str]]:
     """{package: (locked version, installed version)} for each locked package that differs."""
-    installed = {_normalize(d.metadata["Name"] or ""): d.version for d in metadata.distributions()}
+    installed: dict[str, str] = {}
+    for dist in metadata.distributions():
+        # The first one on sys.path is what imports get; setuptools puts its own vendored
+        # copies (packaging, platformdirs...) on the path too: those are not the install.
+        if "_vendor" not in str(getattr(dist, "_path", "")):
+            installed.setdefault(_normalize(dist.metadata["Name"] or ""), dist.version)
     return {name: (want, installed.get(name, "not installed"))
             for name, want in read_lock(path).items() if installed.get(name) != want}
 

@@ -22,6 +22,8 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -143,6 +145,21 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------- with peft
+@contextmanager
+def _quiet_peft():
+    """peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a
+    FutureWarning on every wrap: the library pair's warning, not the reader's code."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated",
+                                category=FutureWarning)
+        yield
+
+
+def lora_parameters(model: nn.Module) -> int:
+    """Parameters of the LoRA adapters (A and B matrices), frozen or not."""
+    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+
+
 def peft_lora(model: nn.Module, config: LoRAConfig = LoRAConfig(),
               gradient_checkpointing: bool = False):
     """`model` wrapped by peft with a LoRA adapter on the target linear layers (task CAUSAL_LM).
@@ -164,7 +181,8 @@ def peft_lora(model: nn.Module, config: LoRAConfig = LoRAConfig(),
     lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM",
                       bias="none")
-    return get_peft_model(model, lora)
+    with _quiet_peft():
+        return get_peft_model(model, lora)
 
 
 def answer_loss(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -226,7 +244,8 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, trainable: bool = 
     """`model` with the adapter saved in `folder` (peft `PeftModel.from_pretrained`)."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
 
 
 def adapter_size_mb(folder: str | os.PathLike) -> float:

@@ -130,3 +130,15 @@ def test_qlora_without_cuda_says_why():
         assert not ok and "GPU" in why
         with pytest.raises(RuntimeError, match="peft_lora"):
             L.load_causal_lm_4bit("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+def test_lora_parameters_counts_the_adapters_frozen_or_not():
+    from bigmodel_lab import lora
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6))
+    lora.add_lora(model, lora.LoRAConfig(r=2, target_modules=("0",)))
+    n = lora.lora_parameters(model)
+    assert n == 2 * (6 + 6)  # A is (2, 6), B is (6, 2)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert lora.lora_parameters(model) == n

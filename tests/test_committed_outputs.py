@@ -100,7 +100,7 @@ def test_what_we_found_ends_with_a_printed_takeaway(path):
         r"^#+ ", text(cells[i]["source"]), re.M) and cells[i]["cell_type"] == "markdown"),
         len(cells))
     printed = [text(o.get("text", "")) for c in cells[start:end] for o in c.get("outputs", [])]
-    assert any(p.startswith("Takeaway:") for p in printed), \
+    assert any(line.startswith("Takeaway:") for p in printed for line in p.splitlines()), \
         "the summary ends with a sentence printed from the run's values (print('Takeaway: ...'))"
 
 

@@ -93,8 +93,10 @@ def test_card_names_the_package_that_differs_from_the_lock(tmp_path):
 
     assert runtime.read_lock(), "requirements/constraints.txt should exist (make lock writes it)"
     # A lock of exactly what is installed, with one version changed by hand.
-    installed = {d.metadata["Name"]: d.version for d in metadata.distributions()
-                 if d.metadata["Name"]}
+    installed = {}
+    for d in metadata.distributions():  # as lock_differences reads them: no vendored copies
+        if d.metadata["Name"] and "_vendor" not in str(getattr(d, "_path", "")):
+            installed.setdefault(d.metadata["Name"], d.version)
     lines = [f"{name}=={'0.0.1' if name.lower() == 'numpy' else ver}"
              for name, ver in installed.items()]
     lock = tmp_path / "constraints.txt"

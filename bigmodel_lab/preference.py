@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .exercises import CheckResult, _call, _Failed, _report
+from .lora import _quiet_peft
 
 CHAT_INSTRUCTION = "Continue this movie review: "
 
@@ -257,7 +258,8 @@ def add_lora(model, config: DPOConfig):
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                       target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    with _quiet_peft():  # peft reads a property transformers 5 deprecates
+        return get_peft_model(model, lora)
 
 
 def _summed_logps(model, prompt_ids, completion_ids, pad_id) -> torch.Tensor:
@@ -266,6 +268,12 @@ def _summed_logps(model, prompt_ids, completion_ids, pad_id) -> torch.Tensor:
 
 
 def train_dpo(model, pairs: Pairs, config: DPOConfig, pad_id: int) -> DPOHistory:
+    """Train a peft-wrapped LM with the DPO loss on `pairs` (see `_train_dpo`)."""
+    with _quiet_peft():  # peft + activation checkpointing read a deprecated transformers property
+        return _train_dpo(model, pairs, config, pad_id)
+
+
+def _train_dpo(model, pairs: Pairs, config: DPOConfig, pad_id: int) -> DPOHistory:
     """Train a peft-wrapped LM with the DPO loss on `pairs` (the book's loop).
 
     The reference log-probabilities are computed once, before the first step, with the adapter

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -370,27 +369,12 @@ def quick_checkpoint_dir(dataset: str, model_source, profile: str) -> Path:
     return checkpoints_root() / f"{dataset}-{short_name(model_source)}-quick-{profile}"
 
 
-def _aside(folder: Path, what: str) -> Path:
-    return folder.parent / f".{folder.name}.{what}"
-
-
 def recover_interrupted_save(folder: str | os.PathLike) -> None:
-    """Finish or undo what a crash in the middle of `save_finetuned` left behind.
+    """Finish or undo what a crash in the middle of `save_finetuned` left behind (the old or
+    the new checkpoint goes in place, hidden leftovers are removed)."""
+    from .runtime import recover_interrupted_write
 
-    The save writes `.<name>.new`, renames the old folder to `.<name>.old`, renames the new
-    one in, then deletes the old one. Killed between the two renames, `<name>` is missing: the
-    complete new copy goes in (else the old one comes back). Leftovers are then removed, so no
-    hidden folder outlives the next call."""
-    folder = Path(folder)
-    new, old = _aside(folder, "new"), _aside(folder, "old")
-    if not folder.exists():
-        if (new / INFO).exists():  # info.json is written last: the new copy is complete
-            os.replace(new, folder)
-        elif old.exists():
-            os.replace(old, folder)
-    for leftover in (new, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
+    recover_interrupted_write(folder, INFO)
 
 
 INFO = "info.json"
@@ -399,29 +383,18 @@ INFO = "info.json"
 def save_finetuned(model, tokenizer, folder: str | os.PathLike, info: dict) -> Path:
     """Save model + tokenizer + info.json, replacing `folder` without ever losing it.
 
-    The new copy is written to a hidden sibling first (info.json last, as the mark of a
-    complete copy), the old folder is renamed aside, the new one renamed in, the old one
-    deleted. A crash at any point leaves the old or the new checkpoint, and the next call (or
-    `load_or_finetune`) puts the right one in place and removes the hidden leftovers
-    (`recover_interrupted_save`). `info` gains the profile and origin (the notebook running,
+    `runtime.replace_folder` writes the new copy to a hidden sibling first (info.json last, as
+    the mark of a complete copy) and swaps it in; a crash at any point leaves the old or the
+    new checkpoint, and the next call (or `load_or_finetune`) puts the right one in place. `info` gains the profile and origin (the notebook running,
     else "python") when it does not say them, so a later run can tell what made it."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_save(folder)
-    new, old = _aside(folder, "new"), _aside(folder, "old")
-    try:
+    from .runtime import replace_folder
+
+    def write(new: Path) -> None:
         model.save_pretrained(new)
         tokenizer.save_pretrained(new)
         (new / INFO).write_text(json.dumps(_plain_info(with_provenance(info)), indent=2))
-    except Exception:  # a failed write (disk full, bad model) leaves no half-written copy
-        shutil.rmtree(new, ignore_errors=True)
-        raise
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(new, folder)
-    if old.exists():
-        shutil.rmtree(old)
-    return folder
+
+    return replace_folder(folder, write, INFO)
 
 
 def with_provenance(info: dict) -> dict:

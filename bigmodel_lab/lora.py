@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -213,25 +211,24 @@ def answer_loss(model: nn.Module, batch: dict) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- adapters on disk
 def save_adapter(model, folder: str | os.PathLike, info: dict) -> Path:
-    """Save a peft adapter (+ info.json) to `folder` atomically: a temporary folder, then a rename."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        model.save_pretrained(tmp)
-        (tmp / "info.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    """Save a peft adapter (+ info.json, written last) to `folder` without ever losing the
+    one there (`runtime.replace_folder`: a hidden copy, then renames)."""
+    from .runtime import replace_folder
+
+    def write(new: Path) -> None:
+        model.save_pretrained(new)
+        (new / "info.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
+
+    return replace_folder(folder, write, "info.json")
 
 
 def read_adapter_info(folder: str | os.PathLike) -> dict | None:
     """info.json of a saved adapter, or None when there is no complete adapter there."""
+    from .runtime import recover_interrupted_write
+
     folder = Path(folder)
+    if folder.parent.exists():
+        recover_interrupted_write(folder, "info.json")  # a save killed halfway
     if not (folder / "info.json").exists() or not (folder / "adapter_config.json").exists():
         return None
     try:

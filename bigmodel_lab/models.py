@@ -296,16 +296,16 @@ def converted_llm_dir(gguf: Path | None = None) -> Path:
 
     De-quantizing the GGUF takes about 40 s on 2 cores; the converted copy (517 MB) reloads
     in about a second. It is rebuilt when missing, incomplete or made from another GGUF
-    (its sha256 is stored beside it). The write is atomic: a temp folder, then a rename.
+    (its sha256 is stored beside it). The write is atomic (`runtime.replace_folder`).
     """
     import json
-    import shutil
-    import tempfile
 
-    from .runtime import cache_dir, shown_path
+    from .runtime import cache_dir, recover_interrupted_write, replace_folder, shown_path
 
     gguf = gguf or packaged_gguf_path()
     folder = cache_dir() / "smollm2-135m-instruct"
+    if folder.parent.exists():
+        recover_interrupted_write(folder, "source.json")  # a conversion killed halfway
     digest = _sha256(gguf)
     stamp = folder / "source.json"
     if stamp.exists() and (folder / "model.safetensors").exists():
@@ -326,19 +326,13 @@ def converted_llm_dir(gguf: Path | None = None) -> Path:
     fresh.load_state_dict(quantized.state_dict())
     fresh.generation_config = quantized.generation_config
     del quantized
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        fresh.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": digest}))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+
+    def write(new: Path) -> None:
+        fresh.save_pretrained(new)
+        tokenizer.save_pretrained(new)
+        (new / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": digest}))
+
+    return replace_folder(folder, write, "source.json")
 
 
 def resolve_causal_lm(name: str | None = None) -> LLMSource:

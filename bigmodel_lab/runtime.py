@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import random
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -118,6 +120,56 @@ def shown_path(path: str | os.PathLike) -> str:
         return str(path.relative_to(work_dir()))
     except ValueError:
         return str(path)
+
+
+def _aside(folder: Path, what: str) -> Path:
+    return folder.parent / f".{folder.name}.{what}"
+
+
+def recover_interrupted_write(folder: str | os.PathLike, mark: str) -> None:
+    """Finish or undo what a crash in the middle of `replace_folder` left behind.
+
+    `replace_folder` writes `.<name>.new`, renames the old folder to `.<name>.old`, renames
+    the new one in, then deletes the old one. Killed between the two renames, `<name>` is
+    missing: the new copy goes in when it is complete (its `mark` file, written last,
+    exists), else the old one comes back. Leftovers are then removed, so no hidden folder
+    outlives the next call."""
+    folder = Path(folder)
+    new, old = _aside(folder, "new"), _aside(folder, "old")
+    if not folder.exists():
+        if (new / mark).exists():
+            os.replace(new, folder)
+        elif old.exists():
+            os.replace(old, folder)
+    for leftover in (new, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+
+
+def replace_folder(folder: str | os.PathLike, write: Callable[[Path], None], mark: str) -> Path:
+    """Put new contents in place of `folder` without ever losing it: `write(path)` fills a
+    hidden sibling (and must create the file `mark` last, the sign of a complete copy), the
+    old folder is renamed aside, the new one renamed in, the old one deleted. A failed write
+    leaves no half-written copy; a crash at any step leaves the old or the new folder whole,
+    and the next call (`recover_interrupted_write`) puts the right one in place."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_write(folder, mark)
+    new, old = _aside(folder, "new"), _aside(folder, "old")
+    try:
+        new.mkdir()
+        write(new)
+        if not (new / mark).exists():
+            raise RuntimeError(f"replace_folder: write() did not create {mark!r}, the mark of a complete copy.")
+    except BaseException:  # disk full, a bad model, Ctrl-C: no half-written copy stays
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(new, folder)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
 
 
 def pick_device() -> str:

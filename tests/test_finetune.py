@@ -238,9 +238,11 @@ class Killed(BaseException):
 
 
 def save_steps(monkeypatch, crash_at):
-    """Make the crash_at-th filesystem step of save_finetuned raise Killed."""
+    """Make the crash_at-th filesystem step of save_finetuned (runtime.replace_folder) raise Killed."""
+    from bigmodel_lab import runtime
+
     calls = {"n": 0}
-    real_replace, real_rmtree = ft.os.replace, ft.shutil.rmtree
+    real_replace, real_rmtree = runtime.os.replace, runtime.shutil.rmtree
 
     def step(real):
         def wrapped(*args, **kwargs):
@@ -250,8 +252,8 @@ def save_steps(monkeypatch, crash_at):
             return real(*args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(ft.os, "replace", step(real_replace))
-    monkeypatch.setattr(ft.shutil, "rmtree", step(real_rmtree))
+    monkeypatch.setattr(runtime.os, "replace", step(real_replace))
+    monkeypatch.setattr(runtime.shutil, "rmtree", step(real_rmtree))
     return calls
 
 

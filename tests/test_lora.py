@@ -142,3 +142,25 @@ def test_lora_parameters_counts_the_adapters_frozen_or_not():
     for p in model.parameters():
         p.requires_grad_(False)
     assert lora.lora_parameters(model) == n
+
+
+def test_adapter_save_killed_between_renames_is_recovered_on_read(tmp_path, monkeypatch):
+    from bigmodel_lab import runtime
+
+    model = L.peft_lora(tiny_llama(), L.LoRAConfig(r=2, dropout=0.0))
+    folder = L.save_adapter(model, tmp_path / "adapter", {"profile": "cpu"})
+    real_replace, calls = runtime.os.replace, {"n": 0}
+
+    def second_rename_dies(*args, **kwargs):  # old aside done, new not yet in
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_replace(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.os, "replace", second_rename_dies)
+    with pytest.raises(KeyboardInterrupt):
+        L.save_adapter(model, folder, {"profile": "gpu"})
+    monkeypatch.undo()
+    assert not folder.exists()  # killed between the renames
+    assert L.read_adapter_info(folder) == {"profile": "gpu"}  # the complete new copy went in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]

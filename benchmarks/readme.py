@@ -56,12 +56,20 @@ def render(bench: dict) -> str:
         rows.append(f"| web service, {row['concurrency']} client(s) | p50 / p95 / p99 latency, "
                     f"requests/s | {row['p50_ms']:.1f} / {row['p95_ms']:.1f} / "
                     f"{row['p99_ms']:.1f} ms, {row['requests_per_s']:.0f} req/s | - |")
+    if llm := bench.get("serving", {}).get("llm"):
+        for row in llm["rows"]:
+            rows.append(f"| LLM streaming `/generate` ({llm['model']}), {row['concurrency']} "
+                        f"client(s) | time to first token p50 / p95, tokens/s per client and "
+                        f"total | {row['ttft_p50_ms']:.0f} / {row['ttft_p95_ms']:.0f} ms, "
+                        f"{row['tokens_per_s_per_request']:.1f} and {row['tokens_per_s_total']:.1f} "
+                        f"tok/s | - |")
     if dec := bench.get("decoder"):
         rows.append(f"| LLM decoding, batch 1, {dec['new_tokens']} new tokens | from-scratch decoder "
                     f"+ KV cache / `LlamaForCausalLM.generate` (same weights) | "
                     f"{dec['ratio_from_scratch_over_hf']:.2f}x tokens/s | >= {dec['target_ratio']}x |")
+        labels = {"fp32": "fp32, read-order layout", "fp32_plain_layout": "fp32, nn.Linear layout"}
         for name, b in dec["bound"].items():
-            rows.append(f"| LLM decoding, batch 1, {name.replace('_', ' ')} | tokens/s / memory-"
+            rows.append(f"| LLM decoding, batch 1, {labels.get(name, name.replace('_', ' '))} | tokens/s / memory-"
                         f"bandwidth bound ({dec['copy_bandwidth_gbs']:.1f} GB/s, "
                         f"{b['weight_mb']:.0f} MB per token) | {b['fraction_of_bound']:.2f} | "
                         f"{'>= ' + str(dec['target_fraction_fp32']) if name == 'fp32' else '-'} |")

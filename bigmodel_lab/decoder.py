@@ -187,6 +187,42 @@ class DecoderBlock(nn.Module):
         return x + self.drop(self.mlp(self.norm_2(x)))
 
 
+class ReadOrderLinear(nn.Module):
+    """`nn.Linear` with its weight stored transposed, (in, out) contiguous: y = x @ W_t + b.
+
+    At batch 1 a step multiplies one row vector by each matrix. With W_t in (in, out) order
+    the kernel streams memory in the order it computes (row i of W_t, scaled by x_i, adds to
+    the output), which on the book's CPU reads the weights about 1.3-1.6x faster than the
+    (out, in) order `nn.Linear` keeps (`convert.read_order_layout`; benchmarks/bench_decoder.py).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.weight_t = nn.Parameter(weight.detach().t().contiguous(), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.weight_t
+        return y if self.bias is None else y + self.bias
+
+
+class TransposedEmbedding(nn.Module):
+    """Token embedding read from a tied output layer's (hidden, vocab) matrix, so that one copy
+    of the 49,152 x 576 table serves both: looking up a token reads one (strided) column."""
+
+    def __init__(self, head: ReadOrderLinear):
+        super().__init__()
+        self.weight_t = head.weight_t  # the same Parameter: tied, counted once
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.weight_t.t()  # (vocab, hidden), a view
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input_ids, self.weight)
+
+
 def causal_padding_mask(attention_mask: torch.Tensor | None, past: int, t_q: int,
                         device: torch.device) -> torch.Tensor:
     """Bool (B or 1, 1, T_q, T_k): query i (position past + i) may see keys 0..past + i that are

@@ -78,23 +78,50 @@ def block_scales(raw: np.ndarray) -> np.ndarray:
     return raw.reshape(-1, BLOCK_BYTES)[:, 0:2].copy().view(np.float16).astype(np.float32)[:, 0]
 
 
-def reconstruction_error(weights: np.ndarray, approx: np.ndarray) -> dict:
-    """RMS and max error of `approx` against `weights`, and the RMS error relative to the
-    weights' own RMS (the signal-to-noise view)."""
+def _error_sums(weights: np.ndarray, approx: np.ndarray) -> tuple[float, float, float]:
+    """Sum of squared errors, sum of squared weights and the largest |error|, in float64, a
+    few thousand rows at a time (no big copies)."""
     w = np.atleast_2d(np.asarray(weights))
     w = w.reshape(w.shape[0], -1)
     a = np.asarray(approx).reshape(w.shape)
-    sq_err = sq_w = 0.0
-    worst = 0.0
-    for start in range(0, len(w), 4096):  # in float64, a few rows at a time: no big copies
+    sq_err = sq_w = worst = 0.0
+    for start in range(0, len(w), 4096):
         wc = w[start: start + 4096].astype(np.float64)
         err = a[start: start + 4096].astype(np.float64) - wc
         sq_err += float((err ** 2).sum())
         sq_w += float((wc ** 2).sum())
         worst = max(worst, float(np.abs(err).max()))
-    rms, rms_w = (sq_err / w.size) ** 0.5, (sq_w / w.size) ** 0.5
+    return sq_err, sq_w, worst
+
+
+def _error_figures(sq_err: float, sq_w: float, worst: float, n: int) -> dict:
+    rms, rms_w = (sq_err / n) ** 0.5, (sq_w / n) ** 0.5
     return {"rms_error": rms, "max_abs_error": worst,
             "relative_rms_error": rms / rms_w if rms_w else float("nan")}
+
+
+def reconstruction_error(weights: np.ndarray, approx: np.ndarray) -> dict:
+    """RMS and max error of `approx` against `weights`, and the RMS error relative to the
+    weights' own RMS (the signal-to-noise view)."""
+    return _error_figures(*_error_sums(weights, approx), np.asarray(weights).size)
+
+
+def round_trip_q4_1_(weight: torch.Tensor, rows_per_chunk: int = 2048) -> dict:
+    """Replace the matrix `weight` in place by dequantize(quantize(weight)), a few thousand
+    rows at a time, and return `reconstruction_error`'s figures: no second copy of a large
+    matrix (the 113 MB embedding) is ever made."""
+    sums = np.zeros(2)
+    worst = 0.0
+    with torch.no_grad():
+        for start in range(0, weight.shape[0], rows_per_chunk):
+            chunk = weight[start: start + rows_per_chunk]
+            w = chunk.detach().float().cpu().numpy()
+            approx = dequantize_q4_1(quantize_q4_1(w))
+            sq_err, sq_w, chunk_worst = _error_sums(w, approx)
+            sums += (sq_err, sq_w)
+            worst = max(worst, chunk_worst)
+            chunk.copy_(torch.from_numpy(approx))
+    return _error_figures(float(sums[0]), float(sums[1]), worst, weight.numel())
 
 
 def read_gguf(path: str | Path):

@@ -226,3 +226,40 @@ def test_int8_copy_leaves_the_fp32_decoder_intact_and_stays_close():
         assert torch.equal(model(ids).logits, before)
         assert isinstance(model.lm_head, torch.nn.Linear) and model.lm_head.weight is model.embed.weight
         assert (int8(ids).logits - before).abs().max() < 0.1 * before.abs().max()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_read_order_layout_gives_the_same_model_in_the_same_memory(tied):
+    from bigmodel_lab.bandwidth import weight_bytes_per_token
+    from bigmodel_lab.convert import read_order_layout
+    from bigmodel_lab.decoder import ReadOrderLinear
+
+    model = decoder_from_pretrained(tiny_llama(tie_word_embeddings=tied))
+    ids = torch.randint(0, 97, (2, 10), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding
+    with torch.no_grad():
+        before = model(ids, attention_mask=mask).logits
+        greedy = generate(model, ids[:1], 12)
+    n_params, n_bytes = sum(p.numel() for p in model.parameters()), weight_bytes_per_token(model)
+    read_order_layout(model)
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert isinstance(model.lm_head, ReadOrderLinear)
+    assert sum(p.numel() for p in model.parameters()) == n_params  # no second copy, tied or not
+    assert weight_bytes_per_token(model) == n_bytes
+    if tied:
+        assert model.embed.weight.data_ptr() == model.lm_head.weight_t.data_ptr()
+    with torch.no_grad():
+        after = model(ids, attention_mask=mask).logits
+        assert (after - before)[mask.bool()].abs().max() < 1e-5
+        assert torch.equal(generate(model, ids[:1], 12), greedy)
+
+
+def test_real_llm_in_read_order_layout_decodes_the_same_64_tokens(smollm2):
+    from bigmodel_lab.convert import read_order_layout
+
+    hf, ours, tokenizer = smollm2
+    fast = read_order_layout(decoder_from_pretrained(hf))  # a second decoder: ours stays as it is
+    ids = encode_prompts(tokenizer, "Describe, step by step, how bread is baked.")["input_ids"]
+    with torch.no_grad():
+        assert generate(fast, ids, 64).tolist() == generate(ours, ids, 64).tolist()

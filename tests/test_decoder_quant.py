@@ -119,6 +119,17 @@ def test_round_trip_in_chunks_equals_one_pass():
     assert np.array_equal(dq.round_trip_q4_1(w, rows_per_chunk=16), one)
 
 
+def test_round_trip_in_place_changes_the_tensor_itself_and_reports_the_error():
+    w = np.random.default_rng(4).normal(size=(70, 64)).astype(np.float32)
+    t = torch.from_numpy(w.copy())
+    ptr = t.data_ptr()
+    err = dq.round_trip_q4_1_(t, rows_per_chunk=16)
+    one = dq.dequantize_q4_1(dq.quantize_q4_1(w))
+    assert t.data_ptr() == ptr and np.array_equal(t.numpy(), one)
+    expected = dq.reconstruction_error(w, one)
+    assert err == pytest.approx(expected)
+
+
 def test_reconstruction_error_matches_the_direct_formula():
     rng = np.random.default_rng(3)
     w = rng.normal(size=(5000, 8))

@@ -53,6 +53,23 @@ EOF
   rm -rf "$ROOTFS"
 }
 
+probe() {  # probe IMAGE: can this engine start a container at all? Else say the fix.
+  local err
+  err="$("$ENGINE" run --rm "$1" true 2>&1)" && return 0
+  echo "$ENGINE cannot start a container here: $err" >&2
+  case "$err" in
+    *"hybrid mode"*)
+      echo "Fix: crun refuses this machine's cgroups (v1 with a controller on cgroup2); use" \
+           "runc: apt-get install runc, then in /etc/containers/containers.conf:" \
+           "[engine] runtime = \"runc\"" >&2 ;;
+    *setrlimit*|*rlimit*)
+      echo "Fix: this machine does not let containers raise their open-files or process" \
+           "limits; in /etc/containers/containers.conf: [containers] default_ulimits =" \
+           "[\"nofile=$(ulimit -Hn):$(ulimit -Hn)\", \"nproc=32768:32768\"]" >&2 ;;
+  esac
+  exit 1
+}
+
 build() {
   local base="${BASE:-}" args=()
   if [[ -z "$base" ]]; then
@@ -64,6 +81,7 @@ build() {
       base="$LOCAL_BASE"
     fi
   fi
+  [[ "$ENGINE" != podman ]] || ! "$ENGINE" image exists "$base" || probe "$base"
   args+=(--build-arg "BASE=$base")
   local wheels="${TORCH_WHEELS:-}"
   if [[ -z "$wheels" ]] && ! reachable download.pytorch.org; then

@@ -56,20 +56,31 @@ def newest_supported(name: str) -> str:
     return match.group(1)
 
 
+def replace_pins(lines: list[str], new: dict[str, str]) -> list[str]:
+    """The lock's lines with the pin of each package in `new` set to its version there."""
+    key = {_normalize(name): version for name, version in new.items()}
+    out = []
+    for line in lines:
+        name = line.split("==")[0].strip()
+        out.append(f"{name}=={key[_normalize(name)]}"
+                   if "==" in line and _normalize(name) in key else line)
+    return out
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def main(out: str, wanted: list[str]) -> None:
-    lines = LOCK.read_text().splitlines()
+    here = platform.python_version()
     bad = unsupported(LOCK, wanted or ["-e", ".[dev]"])
-    for name, needs in sorted(bad.items()):
-        new = newest_supported(name)
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        for i, line in enumerate(lines):
-            if re.sub(r"[-_.]+", "-", line.split("==")[0]).lower() == key:
-                print(f"lock: {line} needs Python {needs}; this is "
-                      f"{platform.python_version()}: using {name}=={new}")
-                lines[i] = f"{name}=={new}"
-    Path(out).write_text("\n".join(lines) + "\n")
+    new = {name: newest_supported(name) for name in sorted(bad)}
+    for name, version in new.items():
+        print(f"lock: {name} as locked needs Python {bad[name]}; this is {here}: "
+              f"using {name}=={version}")
+    Path(out).write_text("\n".join(replace_pins(LOCK.read_text().splitlines(), new)) + "\n")
     if not bad:
-        print(f"lock: every locked release installs on Python {platform.python_version()}")
+        print(f"lock: every locked release installs on Python {here}")
 
 
 if __name__ == "__main__":

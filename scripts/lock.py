@@ -24,12 +24,19 @@ def frozen() -> list[str]:
     out = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable",
                           "--disable-pip-version-check"], check=True, capture_output=True,
                          text=True).stdout
-    lines = []
+    lines, unlocked = [], []
     for line in out.splitlines():
-        name = line.split("==")[0].strip()
-        if "==" not in line or LEFT_OUT.match(name):
-            continue  # torch and its CUDA packages; editable or URL installs
+        name = line.split("==")[0].split(" @ ")[0].strip()
+        if LEFT_OUT.match(name) or not line.strip() or line.startswith("#"):
+            continue  # torch and its CUDA packages
+        if "==" not in line:  # installed from a file or URL: no version an index can serve
+            unlocked.append(line.strip())
+            continue
         lines.append(line.strip())
+    if unlocked:
+        raise SystemExit("Not from a package index, so not lockable: " + "; ".join(unlocked)
+                         + ". Reinstall them from PyPI (pip install --force-reinstall NAME==VERSION), "
+                         "then run make lock again.")
     return sorted(lines, key=str.lower)
 
 
@@ -41,8 +48,9 @@ def main() -> None:
         f"# Made on Python {platform.python_version()} ({sys.platform}), "
         f"{dt.date.today().isoformat()}.",
     ]
-    LOCK.write_text("\n".join(header + frozen()) + "\n")
-    print(f"Wrote {LOCK.relative_to(ROOT)} ({len(frozen())} packages).")
+    pins = frozen()
+    LOCK.write_text("\n".join(header + pins) + "\n")
+    print(f"Wrote {LOCK.relative_to(ROOT)} ({len(pins)} packages).")
 
 
 if __name__ == "__main__":

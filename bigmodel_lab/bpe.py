@@ -37,14 +37,18 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> 
     return tok
 
 
-def encode_corpus(tok: Tokenizer, texts: Sequence[str]) -> torch.Tensor:
-    """All `texts` as one 1-d LongTensor of token ids, each document followed by `EOS`."""
+def encode_corpus(tok: Tokenizer, texts: Sequence[str], docs_per_batch: int = 256) -> torch.Tensor:
+    """All `texts` as one 1-d LongTensor of token ids, each document followed by `EOS`.
+
+    Encoded a few hundred documents at a time into compact arrays: one `encode_batch` over
+    6,000 IMDb reviews kept about 300 MB of per-token Python objects alive (offsets, masks)."""
     eos = tok.token_to_id(EOS)
-    ids: list[int] = []
-    for enc in tok.encode_batch(list(texts)):
-        ids.extend(enc.ids)
-        ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
+    texts = list(texts)
+    parts: list[np.ndarray] = []
+    for start in range(0, len(texts), docs_per_batch):
+        for enc in tok.encode_batch(texts[start: start + docs_per_batch]):
+            parts.append(np.asarray(enc.ids + [eos], dtype=np.int64))
+    return torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0, dtype=torch.long)
 
 
 def compression(tok: Tokenizer, texts: Sequence[str]) -> dict[str, float]:

@@ -172,7 +172,9 @@ def read_order_layout(decoder: Decoder) -> Decoder:
     layout a batch-1 decoding step reads fastest on a CPU. Same outputs up to float rounding
     (the products are summed in another order), same memory: each matrix is replaced one at a
     time, and a tied embedding reads its rows from the transposed output layer. For inference
-    only (the weights are frozen)."""
+    only (the weights are frozen). Weights loaded through a memory map stay mapped until all
+    of them are replaced: load with `models.load_causal_lm(mmap=False)` to keep the peak at
+    one model plus one matrix."""
     tied = decoder.lm_head.weight is decoder.embed.weight
     with torch.no_grad():
         for module in list(decoder.modules()):
@@ -182,6 +184,10 @@ def read_order_layout(decoder: Decoder) -> Decoder:
         if tied:
             decoder.lm_head = ReadOrderLinear(decoder.embed.weight)
             decoder.embed = TransposedEmbedding(decoder.lm_head)
+        fresh = {m.weight_t.data_ptr() for m in decoder.modules() if isinstance(m, ReadOrderLinear)}
+        for p in decoder.parameters():  # norms and biases: own copies, so no file map outlives it
+            if p.data_ptr() not in fresh:
+                p.data = p.data.clone()
     return decoder.eval()
 
 

@@ -360,12 +360,17 @@ def resolve_causal_lm(name: str | None = None) -> LLMSource:
     )
 
 
-def load_causal_lm(name: str | None = None, dtype=None):
+def load_causal_lm(name: str | None = None, dtype=None, mmap: bool = True):
     """Load (model, tokenizer, source): a `transformers` causal LM in eval mode.
 
     The hub first (`HuggingFaceTB/SmolLM2-135M-Instruct` by default); offline, the packaged
     SmolLM2-135M-Instruct, converted once from its GGUF into cache/. Remote code is never
     trusted. `source` says plainly where the weights came from and how they differ.
+
+    `mmap=True` (transformers' default) maps the safetensors file: loading is instant, but the
+    weights stay file pages until every tensor of the file is freed. `mmap=False` reads them
+    into the process's own memory (briefly twice the file's size while loading), so a weight
+    replaced later (`convert.read_order_layout`) frees its memory at once.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -377,7 +382,7 @@ def load_causal_lm(name: str | None = None, dtype=None):
         check_model_folder(folder)
     tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
     model = from_pretrained(AutoModelForCausalLM, source.path, dtype=dtype or torch.float32,
-                            **kwargs)
+                            **kwargs, **({} if mmap else {"disable_mmap": True}))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     SOURCES["llm"] = str(source)

@@ -123,3 +123,23 @@ def test_max_length_above_the_models_positions_names_the_limit():
     model, tokenizer, _ = models.load_pretrained("all-MiniLM-L6-v2", task="base")
     with pytest.raises(ValueError, match="max_length=512 or less.*head\\+tail"):
         models.embed(model, tokenizer, ["a"], max_length=1024)
+
+
+def test_load_causal_lm_without_mmap_asks_transformers_to_read_the_file(monkeypatch):
+    from bigmodel_lab import models
+
+    seen = {}
+
+    def fake(loader, path, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    import transformers
+
+    monkeypatch.setattr(models, "from_pretrained", fake)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: None)
+    for mmap, expected in ((True, None), (False, True)):
+        seen.clear()
+        with pytest.raises(RuntimeError, match="stop here"):
+            models.load_causal_lm(mmap=mmap)
+        assert seen.get("disable_mmap") is expected

@@ -76,15 +76,15 @@ CHAPTERS: tuple[Chapter, ...] = (
     # Part VI: a real pretrained LLM (SmolLM2), rebuilt, decoded, measured and served.
     Chapter("14", "a_real_llm_from_scratch", "A real LLM from scratch",
             "Llama's RMSNorm, RoPE, SwiGLU and grouped-query attention on SmolLM2's weights; "
-            "decoding knobs; the memory-bandwidth bound", _b("<1.5 min", "<15 min", "<15 min"),
+            "decoding knobs; the memory-bandwidth bound", _b("<1.5 min", "~2 min", "<15 min"),
             "optional"),
     Chapter("15", "tokens_perplexity_and_cost", "Tokens, perplexity and cost",
             "tokenizers on English and Chinese, bits per byte, 4-bit and int8 decoders, "
-            "a streaming endpoint", _b("<1.5 min", "<15 min", "<15 min"), "optional"),
+            "a streaming endpoint", _b("<1.5 min", "~2 min", "<15 min"), "optional"),
     # Part VII: adapting an LLM to a task.
     Chapter("16", "prompting_vs_finetuning_vs_lora", "Prompting vs fine-tuning vs LoRA",
             "zero/few-shot scoring, calibration, LoRA from scratch and with peft, what to ship",
-            _b("<1.5 min", "<15 min", "<15 min"), "optional"),
+            _b("<1.5 min", "~13 min", "<15 min"), "optional"),
     Chapter("17", "preference_tuning", "Preference tuning",
             "a reward model, preference pairs, the DPO loss, reward hacking",
             _b("<1.5 min", "<15 min", "<15 min"), "optional"),

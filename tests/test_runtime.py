@@ -171,3 +171,20 @@ def test_recovery_brings_back_the_old_copy_when_the_new_one_is_incomplete(tmp_pa
     recover_interrupted_write(tmp_path / "x", "done")
     assert (tmp_path / "x" / "data.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
+def test_slow_bf16_is_named_with_the_fix(monkeypatch, capsys):
+    model = torch.nn.Linear(4, 4)
+    assert runtime.warn_if_bf16_is_slow(model) is None  # fp32 weights: nothing to say
+    model = model.to(torch.bfloat16)
+    monkeypatch.setattr(runtime, "bf16_slowdown", lambda: 4.0)
+    assert runtime.warn_if_bf16_is_slow(model) == 4.0
+    out = capsys.readouterr().out
+    assert "4.0x slower" in out and "model.to(torch.float32)" in out
+    monkeypatch.setattr(runtime, "bf16_slowdown", lambda: 0.5)  # AMX / AVX-512 BF16: quiet
+    assert runtime.warn_if_bf16_is_slow(model) == 0.5
+    assert capsys.readouterr().out == ""
+
+
+def test_bf16_slowdown_is_a_positive_ratio():
+    assert runtime.bf16_slowdown((8, 16, 8), repeats=1) > 0

@@ -26,6 +26,18 @@ CLOCK = time.process_time if _single_core() else time.perf_counter
 CLOCK_NAME = "process CPU time (one pinned core)" if _single_core() else "wall clock"
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     """Where a figure was measured: CPU, cores, threads, library versions, time."""
     import torch
@@ -35,7 +47,8 @@ def machine() -> dict:
     except AttributeError:  # macOS
         cores = os.cpu_count()
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
+        "simd": torch.backends.cpu.get_cpu_capability(),  # AVX2 machines lack fast bf16
         "cores": cores,
         "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -79,6 +79,12 @@ def render(bench: dict) -> str:
              f"{m.get('threads', '?')} threads, torch {m.get('torch', '?')}, "
              f"GPU: {m.get('gpu') or 'none'}, at {m.get('measured_at', '?')} "
              "(each row's own machine card is in results/bench.json).")
+    others = sorted({(v["machine"].get("cpu"), v["machine"].get("simd"), v["machine"]["measured_at"][:10], k)
+                     for k, v in bench.items() if isinstance(v, dict) and "machine" in v
+                     and v["machine"].get("cpu") != m.get("cpu")})
+    if others:  # a benchmark re-run on another machine: its figures are not comparable row to row
+        where += " Measured on another machine: " + "; ".join(
+            f"`{key}` on {cpu}{f' ({simd})' if simd else ''}, {day}" for cpu, simd, day, key in others) + "."
     return "\n".join([START, "", *rows, "", where, "", END])
 
 

@@ -397,6 +397,19 @@ def return_freed_memory(mmap_threshold: int = 256 * 1024) -> bool:
                 libc.mallopt(m_arena_max, 2) == 1])
 
 
+def trim_freed_memory() -> bool:
+    """Hand memory that Python and PyTorch freed back to the system now (glibc's malloc_trim;
+    True if it gave any back). Many small freed blocks otherwise stay in the process's heap."""
+    if platform.system() != "Linux":
+        return False
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):  # musl or another libc
+        return False
+
+
 def _quiet_libraries() -> None:
     """Keep notebook outputs to what teaches: no hub chatter, no per-map progress bars."""
     try:

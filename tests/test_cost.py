@@ -154,3 +154,12 @@ def test_operator_times_names_the_matmul_of_a_linear_layer(capfd):
     times = cost.operator_times(torch.nn.Linear(8, 8), input=torch.randn(4, 8))
     assert times["aten::addmm"] >= 0 and all(v >= 0 for v in times.values())
     assert "profiler_start" not in capfd.readouterr().err
+
+
+def test_operator_times_leaves_no_profiler_garbage_behind():
+    import gc
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())
+    times = cost.operator_times(model, 2, input=torch.randn(4, 8))
+    assert times and all(v >= 0 for v in times.values())
+    assert gc.collect() < 50  # the profiler's event cycles were collected inside (once thousands)

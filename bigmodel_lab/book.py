@@ -76,7 +76,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     # Part VI: a real pretrained LLM (SmolLM2), rebuilt, decoded, measured and served.
     Chapter("14", "a_real_llm_from_scratch", "A real LLM from scratch",
             "Llama's RMSNorm, RoPE, SwiGLU and grouped-query attention on SmolLM2's weights; "
-            "decoding knobs; the memory-bandwidth bound", _b("<1.5 min", "~2 min", "<15 min"),
+            "decoding knobs; the memory-bandwidth bound", _b("<1.5 min", "~3 min", "<15 min"),
             "optional"),
     Chapter("15", "tokens_perplexity_and_cost", "Tokens, perplexity and cost",
             "tokenizers on English and Chinese, bits per byte, 4-bit and int8 decoders, "

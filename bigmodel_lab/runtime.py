@@ -229,7 +229,7 @@ def warn_if_bf16_is_slow(model, limit: float = 1.5) -> float | None:
         print(f"Note: bfloat16 matrix products run {slowdown:.1f}x slower than float32 on this CPU "
               f"({torch.backends.cpu.get_cpu_capability()}: no AVX-512 BF16 or AMX), so training "
               f"in bfloat16 here takes several times longer than the notebook's header says. To "
-              f"train in float32 instead (faster here, about 0.5 GB more memory for SmolLM2-135M), "
+              f"train in float32 instead (faster here; for SmolLM2-135M about 0.3 GB more memory), "
               f"convert the model first: model.to(torch.float32).")
     return slowdown
 

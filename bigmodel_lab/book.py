@@ -84,7 +84,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     # Part VII: adapting an LLM to a task.
     Chapter("16", "prompting_vs_finetuning_vs_lora", "Prompting vs fine-tuning vs LoRA",
             "zero/few-shot scoring, calibration, LoRA from scratch and with peft, what to ship",
-            _b("<1.5 min", "~13 min", "<15 min"), "optional"),
+            _b("<1.5 min", "~14 min", "<15 min"), "optional"),
     Chapter("17", "preference_tuning", "Preference tuning",
             "a reward model, preference pairs, the DPO loss, reward hacking",
             _b("<1.5 min", "~7 min", "<15 min"), "optional"),

@@ -179,25 +179,32 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # fine-tune when 06 has not run, the same as 17's). llm None = packaged SmolLM2-135M.
     # n_sens validation sentences for the template x order grid, n_test test sentences for the
     # table; lora_steps x lora_batch SFT examples; qlora only where CUDA and bitsandbytes exist.
-    # cpu: batch 4 (batch 8 peaked at 2.5 GB; with the lean allocator a step of 8 took 6 s).
-    # smoke: fp32, which every CPU multiplies fast; bf16 on an AVX2-only CPU took 16's smoke
-    # run past 4 minutes (runtime.bf16_slowdown). The rehearsal keeps the gpu row's bf16.
+    # cpu and smoke: fp32, which every CPU multiplies fast. bf16 is faster only on CPUs with
+    # AVX512-BF16 or AMX (a forward pass 2.7x faster at stop 20) and 4-60x slower on AVX2-only
+    # ones (runtime.bf16_slowdown; a LoRA step 50 s in bf16, 6.3 s in fp32), so a laptop or Binder
+    # profile cannot count on it. cpu LoRA: batch 4 with activation checkpointing (fp32 on 2
+    # AVX2 cores: 3.0 s and 1.49 GB per step, glibc's default allocator; without checkpointing
+    # 1.9 GB even with the lean allocator), no LoRA dropout (torch's CPU dropout took 13% of a
+    # step; one epoch of a few hundred examples does not overfit). n_test 500 of the 852 test
+    # sentences keeps the run under 15 min on such a CPU (each LLM setting scores about 7
+    # sentences/s there). The rehearsal keeps the gpu row's bf16.
     "16": {
         "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=64,
                       max_length=32, batch_size=16, llm=None, llm_dtype="float32",
                       shots=(0, 2), n_orders=2, n_sens=6, n_test=16, score_batch=8,
                       lora_r=8, lora_alpha=16, lora_steps=2, lora_batch=4, lora_lr=1e-3,
-                      checkpointing=True, qlora=False),
+                      lora_dropout=0.0, checkpointing=True, qlora=False),
         "cpu": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=2000, n_eval=None,
-                    max_length=64, batch_size=32, llm=None, llm_dtype="bfloat16",
-                    shots=(0, 2, 8), n_orders=3, n_sens=48, n_test=None, score_batch=16,
-                    lora_r=8, lora_alpha=16, lora_steps=150, lora_batch=4, lora_lr=1e-3,
-                    checkpointing=True, qlora=False),
+                    max_length=64, batch_size=32, llm=None, llm_dtype="float32",
+                    shots=(0, 2, 8), n_orders=3, n_sens=48, n_test=500, score_batch=16,
+                    lora_r=8, lora_alpha=16, lora_steps=100, lora_batch=4, lora_lr=1e-3,
+                    lora_dropout=0.0, checkpointing=True, qlora=False),
         "gpu": dict(dataset="sst2", model="distilbert-base-uncased", n_train=None, n_eval=None,
                     max_length=128, batch_size=32, llm="HuggingFaceTB/SmolLM2-1.7B-Instruct",
                     llm_dtype="bfloat16", shots=(0, 2, 8), n_orders=3, n_sens=200,
                     n_test=None, score_batch=64, lora_r=16, lora_alpha=32, lora_steps=400,
-                    lora_batch=16, lora_lr=2e-4, checkpointing=False, qlora=True),
+                    lora_batch=16, lora_lr=2e-4, lora_dropout=0.05, checkpointing=False,
+                    qlora=True),
     },
     # 17: DPO of an LLM towards positive continuations; the reward model is 06's classifier
     # (dataset .. batch_size: its quick fine-tune when 06 has not run).
@@ -224,8 +231,11 @@ SETTINGS: dict[str, dict[str, dict]] = {
 
 # The notebooks that train: `lab.setup` turns on `runtime.return_freed_memory` for them, which
 # kept 07 (2.8 GB before) and 08 (2.4 GB) under Binder's 2 GB. The notebooks that only measure
-# or serve (09, 11-13) keep glibc's default allocator, which is faster for inference.
-LEAN_MEMORY = ("05", "06", "07", "08", "10", "16", "17")
+# or serve (09, 11-13) keep glibc's default allocator, which is faster for inference. So does
+# 16: its LoRA steps on the 135 M LLM took 6.3 s with fresh pages for every activation and
+# 3.0 s without (fp32, batch 4, 2 AVX2 cores; 1.21 -> 1.49 GB), and its prompt scoring ran
+# 25-35% faster; the notebook stays under 2 GB without it.
+LEAN_MEMORY = ("05", "06", "07", "08", "10", "17")
 
 
 # The rehearsal: BIGMODEL_LAB_REHEARSAL=1 (or BIGMODEL_LAB_PROFILE=rehearsal) runs each

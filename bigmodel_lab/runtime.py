@@ -195,8 +195,9 @@ def bf16_slowdown(shape: tuple[int, int, int] = (64, 576, 1536), repeats: int = 
 
     CPUs with AVX-512 BF16 or AMX multiply bf16 faster than fp32 (2.7x faster for notebook 16's
     forward pass on the machine its outputs were made on); on AVX2-only CPUs (many laptops, AMD
-    before Zen 4) PyTorch takes a slow path: 3.7x slower than fp32 on an AVX2 AMD EPYC
-    (2026-12-02), where a LoRA step of 16 took about 50 s instead of 3.6 s.
+    before Zen 4) PyTorch takes a slow path: 3.7-5.1x slower than fp32 on one AVX2 AMD EPYC
+    (2026-12-02), where a LoRA step of 16 took about 50 s instead of 3.6 s, and 43-80x on
+    another (97 ms against 1.5 ms for this product), which is why 16's cpu profile uses fp32.
     """
     import time
 

@@ -87,7 +87,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             _b("<1.5 min", "~14 min", "<15 min"), "optional"),
     Chapter("17", "preference_tuning", "Preference tuning",
             "a reward model, preference pairs, the DPO loss, reward hacking",
-            _b("<1.5 min", "~7 min", "<15 min"), "optional"),
+            _b("<1.5 min", "~11 min", "<15 min"), "optional"),
 )
 
 

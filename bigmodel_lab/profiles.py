@@ -180,14 +180,14 @@ SETTINGS: dict[str, dict[str, dict]] = {
     # n_sens validation sentences for the template x order grid, n_test test sentences for the
     # table; lora_steps x lora_batch SFT examples; qlora only where CUDA and bitsandbytes exist.
     # cpu and smoke: fp32, which every CPU multiplies fast. bf16 is faster only on CPUs with
-    # AVX512-BF16 or AMX (a forward pass 2.7x faster at stop 20) and 4-60x slower on AVX2-only
-    # ones (runtime.bf16_slowdown; a LoRA step 50 s in bf16, 6.3 s in fp32), so a laptop or Binder
-    # profile cannot count on it. cpu LoRA: batch 4 with activation checkpointing (fp32 on 2
-    # AVX2 cores: 3.0 s and 1.49 GB per step, glibc's default allocator; without checkpointing
-    # 1.9 GB even with the lean allocator), no LoRA dropout (torch's CPU dropout took 13% of a
-    # step; one epoch of a few hundred examples does not overfit). n_test 500 of the 852 test
-    # sentences keeps the run under 15 min on such a CPU (each LLM setting scores about 7
-    # sentences/s there). The rehearsal keeps the gpu row's bf16.
+    # AVX512-BF16 or AMX (a forward pass 2.7x faster at stop 20) and 4-80x slower on the
+    # AVX2-only EPYCs measured (runtime.bf16_slowdown), so a laptop or Binder profile cannot
+    # count on it. cpu LoRA: batch 4 with activation checkpointing (fp32 on 2 AVX2 cores: 3.0 s
+    # and 1.49 GB per step, glibc's default allocator; without checkpointing 1.9 GB even with
+    # the lean allocator), no LoRA dropout (torch's CPU dropout took 13% of a step; one epoch of
+    # a few hundred examples does not overfit). n_test 500 of the 852 test sentences keeps the
+    # run under 15 min on such a CPU (each LLM setting scores about 7 sentences/s there). The
+    # rehearsal keeps the gpu row's bf16.
     "16": {
         "smoke": dict(dataset="sst2", model="all-MiniLM-L6-v2", n_train=128, n_eval=64,
                       max_length=32, batch_size=16, llm=None, llm_dtype="float32",

@@ -46,7 +46,6 @@ def test_kv_cached_batched_scores_equal_one_full_prompt_at_a_time(llm, shots):
     np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
 
 
-
 def test_scoring_hands_the_freed_cache_copies_back(llm, monkeypatch):
     """Each batch copies the prefix cache; the scorer trims the heap once it is done."""
     model, tokenizer = llm
@@ -54,6 +53,7 @@ def test_scoring_hands_the_freed_cache_copies_back(llm, monkeypatch):
     monkeypatch.setattr(P, "trim_freed_memory", lambda: calls.append(1) or True)
     P.label_logprobs(model, tokenizer, P.TEMPLATES[1], TEXTS, SHOTS, batch_size=2)
     assert calls == [1]
+
 
 def test_sft_example_masks_the_prompt_and_keeps_the_answer(llm):
     _, tokenizer = llm
